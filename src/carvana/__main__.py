@@ -1,0 +1,3 @@
+from carvana.cli import main
+
+raise SystemExit(main())

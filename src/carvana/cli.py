@@ -1,0 +1,136 @@
+"""``carvana <stage> ...``: one subcommand per pipeline stage.
+
+Each subcommand parses its flags, builds the stage's frozen spec (which validates the values) and
+calls one library function. The Snakemake rules call these commands; so can a person on a GPU box.
+A bad value exits with status 2 and a one-line message; a failed check exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from carvana.layout import DatasetPaths
+
+
+def _synthesize(args: argparse.Namespace) -> None:
+    from carvana.data.synthetic import SyntheticSpec, generate, scaled_size
+
+    spec = SyntheticSpec(
+        train_cars=args.train_cars,
+        test_cars=args.test_cars,
+        image_size=scaled_size(args.image_scale),
+        seed=args.seed,
+        jpeg_quality=(args.jpeg_quality[0], args.jpeg_quality[1]),
+        workers=args.workers,
+    )
+    generate(spec, args.data_dir, args.truth_path)
+    height, width = spec.image_size
+    print(
+        f"synthesized {spec.train_cars} train and {spec.test_cars} test cars "
+        f"({16 * spec.train_cars} + {16 * spec.test_cars} images, {width}x{height} WxH) in {args.data_dir}"
+    )
+
+
+def _import_local(args: argparse.Namespace) -> None:
+    from carvana.data.local import LocalSpec, import_local
+
+    import_local(LocalSpec(source_dir=args.source_dir, hq=args.hq), args.data_dir)
+    print(f"imported {args.source_dir} into {args.data_dir}")
+
+
+def _validate_data(args: argparse.Namespace) -> None:
+    from carvana.data.validate import ValidationSpec, validate, write_report
+
+    spec = ValidationSpec(
+        image_size=(args.image_size[0], args.image_size[1]),
+        train_images=args.train_images,
+        test_images=args.test_images,
+        decode_test=args.decode_test,
+        workers=args.workers,
+    )
+    report = validate(DatasetPaths(args.data_dir), spec)
+    write_report(report, args.report_path)
+    print(
+        f"dataset OK: {report['train_images']} train images of {report['train_cars']} cars, "
+        f"{report['test_images']} test images of {report['test_cars']} cars; report in {args.report_path}"
+    )
+
+
+def _make_folds(args: argparse.Namespace) -> None:
+    from carvana.folds import FoldSpec, make_folds
+
+    spec = FoldSpec(n_folds=args.n_folds, seed=args.seed, stratify=args.stratify)
+    table = make_folds(DatasetPaths(args.data_dir), spec, args.folds_path)
+    sizes = table.groupby("fold")["car_id"].nunique().tolist()
+    print(f"{spec.n_folds} folds by car (cars per fold: {sizes}) in {args.folds_path}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carvana", description=__doc__.splitlines()[0])
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    synth = stages.add_parser("synthesize", help="generate the offline dataset in the competition's layout")
+    synth.add_argument("--data-dir", type=Path, required=True)
+    synth.add_argument("--truth-path", type=Path, required=True, help="CSV of the true test masks")
+    synth.add_argument("--train-cars", type=int, default=20)
+    synth.add_argument("--test-cars", type=int, default=6)
+    synth.add_argument("--image-scale", type=float, default=0.125, help="of 1918x1280, in (0, 1]")
+    synth.add_argument("--seed", type=int, default=2017)
+    synth.add_argument("--jpeg-quality", type=int, nargs=2, default=(75, 92), metavar=("LOW", "HIGH"))
+    synth.add_argument("--workers", type=_positive_int, default=1)
+    synth.set_defaults(run=_synthesize)
+
+    local = stages.add_parser("import-local", help="link or unzip hand-downloaded competition files")
+    local.add_argument("--source-dir", type=Path, required=True)
+    local.add_argument("--data-dir", type=Path, required=True)
+    local.add_argument("--hq", action="store_true", help="take train_hq/test_hq images")
+    local.set_defaults(run=_import_local)
+
+    check = stages.add_parser("validate-data", help="check the dataset; write a report")
+    check.add_argument("--data-dir", type=Path, required=True)
+    check.add_argument("--report-path", type=Path, required=True)
+    check.add_argument(
+        "--image-size", type=_positive_int, nargs=2, required=True, metavar=("HEIGHT", "WIDTH")
+    )
+    check.add_argument("--train-images", type=_positive_int, default=None, help="exact count expected")
+    check.add_argument("--test-images", type=_positive_int, default=None, help="exact count expected")
+    check.add_argument("--decode-test", action="store_true", help="decode every test image in full")
+    check.add_argument("--workers", type=_positive_int, default=1)
+    check.set_defaults(run=_validate_data)
+
+    folds = stages.add_parser("make-folds", help="split the training cars into folds")
+    folds.add_argument("--data-dir", type=Path, required=True)
+    folds.add_argument("--folds-path", type=Path, required=True)
+    folds.add_argument("--n-folds", type=int, default=5)
+    folds.add_argument("--seed", type=int, default=2017)
+    folds.add_argument("--stratify", default="mask_area")
+    folds.set_defaults(run=_make_folds)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], None] = args.run
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError) as error:
+        from carvana.data.validate import DataValidationError
+
+        print(f"carvana {args.stage}: {error}", file=sys.stderr)
+        return 1 if isinstance(error, DataValidationError) else 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
