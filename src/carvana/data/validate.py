@@ -133,14 +133,19 @@ def write_report(report: dict[str, Any], report_path: Path) -> None:
 
 
 def _summary(paths: DatasetPaths, problems: list[str], limit: int) -> str:
-    shown = problems[:limit]
+    shown = sorted(problems)[:limit]
     more = f"\n... and {len(problems) - limit} more" if len(problems) > limit else ""
     return f"{len(problems)} problem(s) in the dataset at {paths.data_dir}:\n" + "\n".join(shown) + more
 
 
+def _visible(folder: Path) -> list[Path]:
+    """Entries of a folder, hidden ones (.DS_Store, Snakemake's timestamps) left out."""
+    return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
+
+
 def _list_images(folder: Path, findings: _Findings) -> dict[str, tuple[str, int]]:
     images: dict[str, tuple[str, int]] = {}
-    for entry in sorted(folder.iterdir()):
+    for entry in _visible(folder):
         try:
             images[entry.name] = parse_image_name(entry.name)
         except ValueError as error:
@@ -150,7 +155,7 @@ def _list_images(folder: Path, findings: _Findings) -> dict[str, tuple[str, int]
 
 def _list_masks(folder: Path, findings: _Findings) -> dict[str, tuple[str, int]]:
     masks: dict[str, tuple[str, int]] = {}
-    for entry in sorted(folder.iterdir()):
+    for entry in _visible(folder):
         try:
             car, view = parse_mask_name(entry.name)
         except ValueError as error:

@@ -1,0 +1,17 @@
+# The Carvana Image Masking Challenge pipeline: a table of contents.
+# data (synthesize | import_local) -> validate_data -> make_folds
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/folds.smk"
+
+
+rule all:
+    input:
+        DATA_REPORT,
+        FOLDS,
+    default_target: True

@@ -1,0 +1,91 @@
+# Helpers that rules call, and the config check. Rules hold no logic of their own.
+
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+if config["dataset"] == "local" and not config["local"]["source_dir"]:
+    raise ValueError(
+        "dataset is 'local' but local.source_dir is empty: set it to the folder that holds the "
+        "competition files (train/ or train.zip, train_masks/ or train_masks.zip, test/ or test.zip, "
+        "train_masks.csv, metadata.csv, sample_submission.csv)"
+    )
+
+ENV = "../../envs/carvana.yaml"
+DATA = Path(config["data_dir"])
+TRUTH = "results/truth/test_masks.csv"  # the synthetic test set's true masks: the score step's only
+DATA_REPORT = "results/data_report.json"
+FOLDS = "results/folds.csv"
+COMPETITION_SIZE = (1280, 1918)  # (height, width)
+COMPETITION_COUNTS = (5088, 100064)  # train, test images
+
+
+def dataset_files():
+    """The data step's outputs: the competition layout under data_dir."""
+    return {
+        "train": directory(str(DATA / "train")),
+        "train_masks": directory(str(DATA / "train_masks")),
+        "test": directory(str(DATA / "test")),
+        "train_masks_csv": str(DATA / "train_masks.csv"),
+        "metadata": str(DATA / "metadata.csv"),
+        "sample_submission": str(DATA / "sample_submission.csv"),
+    }
+
+
+def dataset_inputs():
+    """The same paths as inputs of later rules (directory() is for outputs only)."""
+    return {key: str(value) for key, value in dataset_files().items()}
+
+
+def data_dir_of_output(wildcards, output):
+    """The dataset folder, read off the data step's outputs."""
+    return str(Path(output.train_masks_csv).parent)
+
+
+def data_dir_of_input(wildcards, input):
+    """The dataset folder, read off a rule's inputs."""
+    return str(Path(input.train_masks_csv).parent)
+
+
+def image_size():
+    """(height, width) of the dataset's images, as the data step makes them."""
+    if config["dataset"] == "synthetic":
+        scale = config["synthetic"]["image_scale"]
+        return (max(1, round(1280 * scale)), max(1, round(1918 * scale)))
+    return COMPETITION_SIZE
+
+
+def synthesize_args():
+    synthetic = config["synthetic"]
+    low, high = synthetic["jpeg_quality"]
+    return (
+        f"--train-cars {synthetic['train_cars']} --test-cars {synthetic['test_cars']} "
+        f"--image-scale {synthetic['image_scale']} --seed {synthetic['seed']} "
+        f"--jpeg-quality {low} {high}"
+    )
+
+
+def import_local_args():
+    local = config["local"]
+    return f"--source-dir {local['source_dir']!r}" + (" --hq" if local["hq"] else "")
+
+
+def validate_data_args():
+    height, width = image_size()
+    args = f"--image-size {height} {width}"
+    if config["dataset"] == "local" and config["local"]["full_competition"]:
+        train, test = COMPETITION_COUNTS
+        args += f" --train-images {train} --test-images {test}"
+    if config["validate_data"]["decode_test"]:
+        args += " --decode-test"
+    return args
+
+
+def make_folds_args():
+    folds = config["folds"]
+    return f"--n-folds {folds['n_folds']} --seed {folds['seed']} --stratify {folds['stratify']}"

@@ -1,0 +1,22 @@
+# The k-fold split by car, made once the data has passed its check.
+
+
+rule make_folds:
+    input:
+        train_masks_csv=dataset_inputs()["train_masks_csv"],
+        metadata=dataset_inputs()["metadata"],
+        report=DATA_REPORT,
+    output:
+        folds=FOLDS,
+    params:
+        data_dir=data_dir_of_input,
+        args=make_folds_args(),
+    log:
+        "results/logs/make_folds.log",
+    benchmark:
+        "results/benchmarks/make_folds.tsv"
+    conda:
+        ENV
+    shell:
+        "carvana make-folds --data-dir {params.data_dir} --folds-path {output.folds} "
+        "{params.args} 2>&1 | tee {log}"
