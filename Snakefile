@@ -11,7 +11,7 @@ include: "workflow/rules/folds.smk"
 
 
 rule all:
+    default_target: True
     input:
         DATA_REPORT,
         FOLDS,
-    default_target: True

@@ -8,15 +8,15 @@ rule make_folds:
         report=DATA_REPORT,
     output:
         folds=FOLDS,
-    params:
-        data_dir=data_dir_of_input,
-        args=make_folds_args(),
     log:
         "results/logs/make_folds.log",
     benchmark:
         "results/benchmarks/make_folds.tsv"
     conda:
         ENV
+    params:
+        data_dir=data_dir_of_input,
+        args=make_folds_args(),
     shell:
         "carvana make-folds --data-dir {params.data_dir} --folds-path {output.folds} "
         "{params.args} 2>&1 | tee {log}"
