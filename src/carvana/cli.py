@@ -45,7 +45,7 @@ def _validate_data(args: argparse.Namespace) -> None:
     from carvana.data.validate import ValidationSpec, validate, write_report
 
     spec = ValidationSpec(
-        image_size=(args.image_size[0], args.image_size[1]),
+        image_size=(args.image_size[0], args.image_size[1]) if args.image_size else None,
         train_images=args.train_images,
         test_images=args.test_images,
         decode_test=args.decode_test,
@@ -100,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data-dir", type=Path, required=True)
     check.add_argument("--report-path", type=Path, required=True)
     check.add_argument(
-        "--image-size", type=_positive_int, nargs=2, required=True, metavar=("HEIGHT", "WIDTH")
+        "--image-size",
+        type=_positive_int,
+        nargs=2,
+        default=None,
+        metavar=("HEIGHT", "WIDTH"),
+        help="size every image must have; default: the first train image's, shared by all",
     )
     check.add_argument("--train-images", type=_positive_int, default=None, help="exact count expected")
     check.add_argument("--test-images", type=_positive_int, default=None, help="exact count expected")

@@ -53,10 +53,12 @@ def data_dir_of_input(wildcards, input):
 
 
 def image_size():
-    """(height, width) of the dataset's images, as the data step makes them."""
+    """(height, width) every image must have, or None to read it off a hand-made subset."""
     if config["dataset"] == "synthetic":
         scale = config["synthetic"]["image_scale"]
         return (max(1, round(1280 * scale)), max(1, round(1918 * scale)))
+    if config["dataset"] == "local" and not config["local"]["full_competition"]:
+        return None
     return COMPETITION_SIZE
 
 
@@ -76,8 +78,8 @@ def import_local_args():
 
 
 def validate_data_args():
-    height, width = image_size()
-    args = f"--image-size {height} {width}"
+    size = image_size()
+    args = f"--image-size {size[0]} {size[1]}" if size else ""
     if config["dataset"] == "local" and config["local"]["full_competition"]:
         train, test = COMPETITION_COUNTS
         args += f" --train-images {train} --test-images {test}"

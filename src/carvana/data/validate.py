@@ -41,9 +41,13 @@ class DataValidationError(ValueError):
 
 @dataclass(frozen=True)
 class ValidationSpec:
-    """What the dataset must look like. ``image_size`` is (height, width)."""
+    """What the dataset must look like.
 
-    image_size: tuple[int, int]
+    ``image_size`` is (height, width); None reads it off the first train image, and every image
+    must then share it.
+    """
+
+    image_size: tuple[int, int] | None = None
     train_images: int | None = None  # exact counts, for the real competition
     test_images: int | None = None
     decode_test: bool = False
@@ -101,19 +105,24 @@ def validate(paths: DatasetPaths, spec: ValidationSpec) -> dict[str, Any]:
     _check_metadata(paths.metadata_path, {c for c, _ in train.values()}, findings)
 
     paired = sorted(set(train) & set(masks))
+    size = spec.image_size or (image_size(paths.train_dir / paired[0]) if paired else (0, 0))
     coverages = _run(
-        lambda img: _check_train_pair(paths, img, encodings.get(img), spec.image_size, findings),
+        lambda img: _check_train_pair(paths, img, encodings.get(img), size, findings),
         paired,
         spec.workers,
     )
-    _run(lambda img: _check_test_image(paths.test_dir / img, spec, findings), sorted(test), spec.workers)
+    _run(
+        lambda img: _check_test_image(paths.test_dir / img, size, spec.decode_test, findings),
+        sorted(test),
+        spec.workers,
+    )
 
     if findings.problems:
         raise DataValidationError(_summary(paths, findings.problems, spec.max_problems))
     areas = np.array([c for c in coverages if c is not None], dtype=np.float64)
     return {
         "data_dir": str(paths.data_dir),
-        "image_size": {"height": spec.image_size[0], "width": spec.image_size[1]},
+        "image_size": {"height": size[0], "width": size[1]},
         "train_images": len(train),
         "train_cars": len({c for c, _ in train.values()}),
         "test_images": len(test),
@@ -259,16 +268,16 @@ def _check_train_pair(
     return float(mask.mean())
 
 
-def _check_test_image(path: Path, spec: ValidationSpec, findings: _Findings) -> None:
+def _check_test_image(path: Path, expected_size: tuple[int, int], decode: bool, findings: _Findings) -> None:
     if not _check_jpeg(path, findings):
         return
     try:
-        size = read_image(path).shape[:2] if spec.decode_test else image_size(path)
+        size = read_image(path).shape[:2] if decode else image_size(path)
     except (ValueError, OSError):
         findings.add(path, "JPEG cannot be decoded")
         return
-    if size != spec.image_size:
-        findings.add(path, f"image is {_hw(size)}, expected {_hw(spec.image_size)}")
+    if size != expected_size:
+        findings.add(path, f"image is {_hw(size)}, expected {_hw(expected_size)}")
 
 
 def _check_jpeg(path: Path, findings: _Findings) -> bool:

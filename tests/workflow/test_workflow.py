@@ -1,0 +1,168 @@
+"""The Snakemake workflow itself: lint, dry runs, config validation, and tiny real runs.
+
+Each test runs Snakemake as a subprocess on a copy of the workflow in a temporary folder, so the
+checkout's own results/ is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+TINY = {
+    "synthetic": {"train_cars": 4, "test_cars": 2, "image_scale": 0.05, "seed": 11},
+    "folds": {"n_folds": 2, "seed": 3},
+}
+
+
+def _workflow_copy(tmp_path: Path, config: dict[str, object] | None = None) -> Path:
+    """Copy the workflow (not its results) into tmp_path; overlay ``config`` on config.yaml."""
+    work = tmp_path / "work"
+    work.mkdir(parents=True)
+    shutil.copy(ROOT / "Snakefile", work)
+    shutil.copytree(ROOT / "workflow", work / "workflow")
+    shutil.copytree(ROOT / "envs", work / "envs")
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for key, value in (config or {}).items():
+        if isinstance(value, dict):
+            base[key] = {**base.get(key, {}), **value}
+        else:
+            base[key] = value
+    (work / "config.yaml").write_text(yaml.safe_dump(base))
+    return work
+
+
+def _snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def test_lint_is_clean(tmp_path: Path) -> None:
+    result = _snakemake(_workflow_copy(tmp_path), "--lint")
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+def test_dry_run_plans_the_data_stages(tmp_path: Path) -> None:
+    result = _snakemake(_workflow_copy(tmp_path), "-n", "--quiet", "rules")
+    text = result.stdout + result.stderr
+    for rule in ("synthesize", "validate_data", "make_folds"):
+        assert rule in text
+    assert "import_local" not in text  # one data source per run
+
+
+def test_config_yaml_is_valid_and_every_schema_key_has_description_and_default() -> None:
+    import jsonschema
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    jsonschema.Draft202012Validator(schema).validate(config)
+
+    def walk(node: dict[str, object], where: str) -> None:
+        for name, sub in node.get("properties", {}).items():  # type: ignore[attr-defined]
+            assert "description" in sub, f"{where}{name} has no description"
+            assert "default" in sub, f"{where}{name} has no default"
+            walk(sub, f"{where}{name}.")
+
+    walk(schema, "")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"dataset": "kagle"}, r"'kagle' is not one of \['synthetic', 'local'\]"),
+        ({"folds": {"n_folds": 1}}, "1 is less than the minimum of 2"),
+        ({"folds": {"stratify": "colour"}}, "'colour' is not one of"),
+        ({"synthetic": {"image_scale": 2}}, "2 is greater than the maximum of 1"),
+        ({"synthetic": {"train_car": 3}}, "'train_car' was unexpected"),
+    ],
+)
+def test_schema_rejects_bad_values_before_any_job(tmp_path: Path, override: dict, expected: str) -> None:
+    work = _workflow_copy(tmp_path, override)
+    result = _snakemake(work, "-n", check=False)
+    assert result.returncode != 0
+    assert re.search(expected, result.stdout + result.stderr), result.stderr[-2000:]
+    assert not (work / "results").exists()
+
+
+def test_local_source_without_folder_says_how_to_fix(tmp_path: Path) -> None:
+    result = _snakemake(_workflow_copy(tmp_path, {"dataset": "local"}), "-n", check=False)
+    assert result.returncode != 0
+    assert "local.source_dir is empty" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_run_makes_dataset_report_and_folds_then_nothing_to_do(tmp_path: Path) -> None:
+    work = _workflow_copy(tmp_path, TINY)
+    _snakemake(work, "--cores", "2")
+
+    report = json.loads((work / "results/data_report.json").read_text())
+    assert report["train_images"] == 4 * 16
+    assert report["test_images"] == 2 * 16
+    # 0.05 of 1918x1280 is 96x64 (WxH)
+    assert report["image_size"] == {"height": 64, "width": 96}
+    folds = pd.read_csv(work / "results/folds.csv")
+    assert list(folds.columns) == ["img", "car_id", "fold"]
+    assert len(folds) == 64
+    assert folds.groupby("car_id")["fold"].nunique().max() == 1
+    assert sorted(folds.groupby("fold")["car_id"].nunique()) == [2, 2]
+    assert (work / "results/truth/test_masks.csv").is_file()
+    for rule in ("synthesize", "validate_data", "make_folds"):
+        assert (work / f"results/logs/{rule}.log").stat().st_size > 0
+        assert (work / f"results/benchmarks/{rule}.tsv").is_file()
+
+    again = _snakemake(work, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_changing_the_fold_count_reruns_only_the_folds(tmp_path: Path) -> None:
+    work = _workflow_copy(tmp_path, TINY)
+    _snakemake(work, "--cores", "2")
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["folds"]["n_folds"] = 4
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = _snakemake(work, "-n", "--quiet", "rules")
+    text = plan.stdout + plan.stderr
+    assert "make_folds" in text
+    assert "synthesize" not in text
+    assert "validate_data" not in text
+
+
+@pytest.mark.slow
+def test_local_source_runs_the_same_stages(tmp_path: Path) -> None:
+    source_work = _workflow_copy(tmp_path / "a", TINY)
+    _snakemake(source_work, "--cores", "2", "results/data_report.json")
+    source = source_work / "results/data"
+
+    work = _workflow_copy(
+        tmp_path / "b",
+        {"dataset": "local", "local": {"source_dir": str(source), "full_competition": False}},
+    )
+    _snakemake(work, "--cores", "2")
+    assert (work / "results/data/train").is_symlink()
+    report = json.loads((work / "results/data_report.json").read_text())
+    assert report["train_images"] == 64
+    # without full_competition the size is read off the data, and every image must share it
+    assert report["image_size"] == {"height": 64, "width": 96}
