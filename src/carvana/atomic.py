@@ -28,7 +28,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         yield temporary
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
-        os.replace(temporary, target)
+        temporary.replace(target)
     finally:
         _remove(temporary)
 

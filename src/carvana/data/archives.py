@@ -53,6 +53,6 @@ def extract_to(archive_path: Path, target: Path) -> None:
         try:
             archive.extractall(staging)
             with atomic_path(target) as temporary:
-                os.replace(staging / top, temporary)
+                (staging / top).replace(temporary)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

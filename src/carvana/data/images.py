@@ -26,7 +26,7 @@ def read_image(path: Path | str) -> npt.NDArray[np.uint8]:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"{path}: not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
 def write_jpeg(path: Path | str, rgb: npt.NDArray[np.uint8], quality: int) -> None:
@@ -56,9 +56,11 @@ def read_mask(path: Path | str) -> npt.NDArray[np.uint8]:
         raise ValueError(f"{path}: not a readable mask image ({error})") from None
     if mode == "P" and palette is not None:
         colours = np.asarray(palette, dtype=np.uint16).reshape(-1, 3)
-        lookup = (colours.mean(axis=1) > 127).astype(np.uint8)
-        lookup = np.pad(lookup, (0, max(0, 256 - lookup.size)))
-        return lookup[pixels]
+        lookup = np.zeros(256, dtype=np.uint8)
+        bright = colours.mean(axis=1) > 127
+        lookup[: bright.size] = bright
+        foreground: npt.NDArray[np.uint8] = lookup[pixels]
+        return foreground
     if mode in ("1", "L"):
         return (pixels > (0 if mode == "1" else 127)).astype(np.uint8)
     raise ValueError(f"{path}: a mask must be a palette or grayscale image, got mode {mode}")

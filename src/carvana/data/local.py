@@ -8,7 +8,6 @@ tens of GB); zips are extracted there. With ``hq``, the images come from ``train
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,4 +65,4 @@ def import_local(spec: LocalSpec, data_dir: Path) -> None:
             extract_to(origin, target)
         else:
             with atomic_path(target) as temporary:
-                os.symlink(origin, temporary, target_is_directory=origin.is_dir())
+                temporary.symlink_to(origin, target_is_directory=origin.is_dir())

@@ -18,7 +18,7 @@ Everything is deterministic for a seed; a car's pictures do not depend on how ma
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,7 +210,7 @@ def render_view(
         return np.stack([u, v], axis=1).round().astype(np.int32), float(yr.mean())
 
     canvas = _studio(car, big_h, big_w, ground_v, rng)
-    canvas = _shadow(canvas, car, project, ss, rng)
+    canvas = _shadow(canvas, car, project, rng)
     car_layer = np.zeros_like(canvas)
     mask = np.zeros((big_h, big_w), np.uint8)
 
@@ -231,14 +231,14 @@ def render_view(
     car_layer = _shade_and_glare(car_layer, mask, rng)
     alpha = mask[..., None].astype(np.float32)
     composite = canvas * (1 - alpha) + car_layer * alpha
-    image = cv2.resize(composite, (width, height), interpolation=cv2.INTER_AREA)
+    small = np.asarray(cv2.resize(composite, (width, height), interpolation=cv2.INTER_AREA), np.float32)
     coverage = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
-    noise = rng.normal(0.0, rng.uniform(1.5, 4.0), image.shape).astype(np.float32)
-    image = np.clip(image + noise, 0, 255).astype(np.uint8)
+    noise = rng.normal(0.0, rng.uniform(1.5, 4.0), small.shape).astype(np.float32)
+    image = np.clip(small + noise, 0, 255).astype(np.uint8)
     return image, (coverage > 0.5).astype(np.uint8)
 
 
-def _box(x: tuple[float, float], y: tuple[float, float], z: tuple[float, float]) -> FloatArray:
+def _box(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> FloatArray:
     return np.array([(a, b, c) for a in x for b in y for c in z], dtype=np.float64)
 
 
@@ -321,7 +321,12 @@ def _studio(
     return canvas
 
 
-def _shadow(canvas, car, project, ss, rng):  # type: ignore[no-untyped-def]
+def _shadow(
+    canvas: npt.NDArray[np.float32],
+    car: CarModel,
+    project: Callable[[FloatArray], tuple[npt.NDArray[np.int32], float]],
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float32]:
     """Darken the floor under the car with a soft shadow (outside the mask)."""
     height, width = canvas.shape[:2]
     half_l, half_w = car.length / 2 * 1.08, car.width / 2 * 1.15
@@ -333,8 +338,9 @@ def _shadow(canvas, car, project, ss, rng):  # type: ignore[no-untyped-def]
     sigma = max(1.0, 0.03 * width / small)
     shade = cv2.GaussianBlur(shade, (0, 0), sigma)
     shade = cv2.resize(shade, (width, height), interpolation=cv2.INTER_LINEAR)
-    strength = rng.uniform(0.35, 0.6)
-    return canvas * (1 - strength * shade[..., None])
+    strength = np.float32(rng.uniform(0.35, 0.6))
+    shaded: npt.NDArray[np.float32] = canvas * (1 - strength * shade[..., None])
+    return shaded
 
 
 def _shade_and_glare(
@@ -356,7 +362,7 @@ def _shade_and_glare(
         cv2.ellipse(
             glare, centre, axes, float(rng.uniform(-15, 15)), 0, 360, float(rng.uniform(0.5, 1.0)), -1
         )
-    glare = cv2.GaussianBlur(glare, (0, 0), max(1.0, 0.01 * width))
+    glare = np.asarray(cv2.GaussianBlur(glare, (0, 0), max(1.0, 0.01 * width)), dtype=np.float32)
     glare = glare[..., None]
     return np.clip(lit * (1 - glare) + 252.0 * glare, 0, 255)
 
@@ -372,9 +378,10 @@ def _car_ids(rng: np.random.Generator, count: int) -> list[str]:
     return ids
 
 
-def _render_car(
-    args: tuple[CarModel, int, tuple[int, int], tuple[int, int], Path, Path | None],
-) -> list[tuple[str, str]]:
+_RenderJob = tuple[CarModel, int, tuple[int, int], tuple[int, int], Path, Path | None]
+
+
+def _render_car(args: _RenderJob) -> list[tuple[str, str]]:
     """Render and write the 16 views of one car; return (img, rle) rows."""
     car, seed, image_size, quality, image_dir, mask_dir = args
     rng = np.random.default_rng(np.random.SeedSequence([seed, int(car.car_id, 16)]))
@@ -411,7 +418,7 @@ def generate(spec: SyntheticSpec, data_dir: Path, truth_path: Path) -> None:
     ):
         for folder in (train_dir, masks_dir, test_dir):
             folder.mkdir()
-        jobs = [
+        jobs: list[_RenderJob] = [
             (car, spec.seed, spec.image_size, spec.jpeg_quality, train_dir, masks_dir) for car in train_cars
         ]
         jobs += [(car, spec.seed, spec.image_size, spec.jpeg_quality, test_dir, None) for car in test_cars]
