@@ -28,14 +28,14 @@ test: $(STAMP) lint
 	pytest
 
 lint: $(STAMP)
-	ruff check src tests
-	ruff format --check src tests
+	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
 	mypy
 	snakefmt --check Snakefile workflow/rules
 
 format: $(STAMP)
-	ruff check --fix src tests
-	ruff format src tests
+	ruff check --fix src tests benchmarks
+	ruff format src tests benchmarks
 	snakefmt Snakefile workflow/rules
 
 clean:

@@ -81,11 +81,15 @@ def decode(rle: str, shape: tuple[int, int]) -> npt.NDArray[np.uint8]:
     """Decode a checked RLE string into a uint8 mask of the given (height, width), values 0/1."""
     starts, lengths = parse(rle, shape)
     size = shape[0] * shape[1]
-    # +1 where a run starts, -1 one past where it ends; the running sum is the mask.
-    edges = np.zeros(size + 1, dtype=np.int8)
-    edges[starts] = 1
-    edges[starts + lengths] -= 1
-    return np.cumsum(edges[:-1], dtype=np.int8).astype(np.uint8).reshape(shape)
+    # Alternate gap and run lengths (0, 1, 0, 1, ..., 0) and repeat each value that many times.
+    ends = starts + lengths
+    counts = np.empty(2 * starts.size + 1, dtype=np.int64)
+    counts[0:-1:2] = starts - np.concatenate(([0], ends[:-1]))
+    counts[1::2] = lengths
+    counts[-1] = size - (ends[-1] if ends.size else 0)
+    values = np.zeros(counts.size, dtype=np.uint8)
+    values[1::2] = 1
+    return np.repeat(values, counts).reshape(shape)
 
 
 def area(rle: str) -> int:
