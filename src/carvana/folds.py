@@ -52,7 +52,8 @@ def assign_folds(
         raise ValueError(f"n_folds must be between 2 and the number of cars ({len(cars)}), got {n_folds}")
     rng = np.random.default_rng(seed)
     order = sorted(range(len(cars)), key=lambda i: cars[i])  # a canonical order first
-    tiebreak = rng.permutation(len(cars))
+    shuffle = rng.permutation(len(cars))
+    tiebreak = {index: shuffle[rank] for rank, index in enumerate(order)}  # by rank, not input position
     if keys is not None:
         if len(keys) != len(cars):
             raise ValueError(f"{len(keys)} keys for {len(cars)} cars")

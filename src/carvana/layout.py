@@ -82,7 +82,7 @@ def mask_name(img: str) -> str:
 
 def parse_image_name(name: str) -> tuple[str, int]:
     """(car id, view) of ``<carid>_<NN>.jpg``; ValueError for any other name."""
-    match = _IMAGE_RE.match(name)
+    match = _IMAGE_RE.fullmatch(name)
     if match is None or not 1 <= int(match["view"]) <= VIEWS_PER_CAR:
         raise ValueError(
             f"{name!r} is not an image name of the form <carid>_<NN>.jpg "
@@ -93,7 +93,7 @@ def parse_image_name(name: str) -> tuple[str, int]:
 
 def parse_mask_name(name: str) -> tuple[str, int]:
     """(car id, view) of ``<carid>_<NN>_mask.gif``; ValueError for any other name."""
-    match = _MASK_RE.match(name)
+    match = _MASK_RE.fullmatch(name)
     if match is None or not 1 <= int(match["view"]) <= VIEWS_PER_CAR:
         raise ValueError(
             f"{name!r} is not a mask name of the form <carid>_<NN>_mask.gif "

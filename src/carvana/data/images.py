@@ -73,7 +73,8 @@ def write_mask(path: Path | str, mask: npt.NDArray[np.generic]) -> None:
     image = Image.fromarray((mask != 0).astype(np.uint8), mode="P")
     image.putpalette(_MASK_PALETTE)
     with atomic_path(path) as temporary:
-        image.save(temporary, format="GIF")
+        # optimize=False keeps both palette entries: an all-car mask stays index 1, not a 1-colour GIF.
+        image.save(temporary, format="GIF", optimize=False)
 
 
 def image_size(path: Path | str) -> tuple[int, int]:

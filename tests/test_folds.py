@@ -1,0 +1,226 @@
+"""K-fold split by car, stratified by a per-car key (mask area or make)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from carvana import rle
+from carvana.folds import FoldSpec, assign_folds, make_folds
+from carvana.layout import VIEWS_PER_CAR, DatasetPaths, image_name
+
+
+def car_ids(n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct 12-character lowercase hex car ids, in no particular order."""
+    rng = np.random.default_rng(seed)
+    ids = sorted({f"{int(x):012x}" for x in rng.integers(0, 16**12, size=n)})
+    assert len(ids) == n
+    return [ids[i] for i in rng.permutation(n)]
+
+
+# --- assign_folds -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n_cars", "n_folds"), [(8, 4), (10, 4), (11, 3), (40, 4), (40, 5), (7, 7)])
+def test_every_car_gets_exactly_one_fold_and_sizes_differ_by_at_most_one(n_cars: int, n_folds: int) -> None:
+    cars = car_ids(n_cars)
+    folds = assign_folds(cars, list(range(n_cars)), n_folds, seed=0)
+    assert sorted(folds) == sorted(cars)  # every car once (a dict cannot hold a car twice)
+    sizes = Counter(folds.values())
+    assert set(sizes) == set(range(n_folds))  # every fold used, none outside 0..n_folds-1
+    assert max(sizes.values()) - min(sizes.values()) <= 1
+
+
+def test_ten_cars_in_four_folds_give_sizes_3_3_2_2() -> None:
+    # 10 = 4 + 4 + 2: two full blocks give every fold 2 cars, the last block of 2 gives two folds a third.
+    folds = assign_folds(car_ids(10), None, 4, seed=0)
+    assert sorted(Counter(folds.values()).values()) == [2, 2, 3, 3]
+
+
+def test_assignment_is_deterministic_for_a_seed() -> None:
+    cars = car_ids(40)
+    keys = list(range(40))
+    assert assign_folds(cars, keys, 4, seed=11) == assign_folds(cars, keys, 4, seed=11)
+    assert assign_folds(cars, None, 4, seed=11) == assign_folds(cars, None, 4, seed=11)
+
+
+def test_a_different_seed_gives_a_different_assignment() -> None:
+    # 40 cars in 4 folds: each of the 10 blocks is dealt by its own random permutation of 4 folds,
+    # so two seeds agree everywhere with probability (1/24)^10 if they are used at all.
+    cars = car_ids(40)
+    keys = list(range(40))
+    assert assign_folds(cars, keys, 4, seed=1) != assign_folds(cars, keys, 4, seed=2)
+
+
+def test_assignment_does_not_depend_on_the_order_of_cars_with_distinct_keys() -> None:
+    cars = car_ids(40)
+    key_of = {car: float(i) for i, car in enumerate(cars)}
+    expected = assign_folds(cars, [key_of[c] for c in cars], 4, seed=5)
+    for order in (cars[::-1], sorted(cars), [cars[i] for i in np.random.default_rng(9).permutation(40)]):
+        assert assign_folds(order, [key_of[c] for c in order], 4, seed=5) == expected
+
+
+@pytest.mark.parametrize("tied_keys", [False, True], ids=["no-keys", "tied-keys"])
+def test_assignment_does_not_depend_on_the_order_of_cars_without_distinct_keys(tied_keys: bool) -> None:
+    cars = car_ids(40)
+    keys = ["Audi"] * 40 if tied_keys else None
+    assert assign_folds(cars[::-1], keys, 4, seed=5) == assign_folds(cars, keys, 4, seed=5)
+
+
+def test_stratification_by_a_numeric_key_deals_one_car_of_every_block_to_every_fold() -> None:
+    # 40 cars with keys 0..39, 4 folds. Sorted by key, the cars form 10 blocks of 4 consecutive keys
+    # {0..3}, {4..7}, ..., {36..39}; each block deals one car to each fold. So every fold holds
+    # keys 4b + d_b (b = 0..9, d_b in 0..3), and its mean is (4 * 45) / 10 + mean(d_b) = 18 + mean(d_b),
+    # in [18, 21]. The overall mean is 19.5: each fold mean is within 1.5 of it, and two fold means
+    # differ by at most 3. (An unstratified random split of 10 cars per fold breaks the 1.5 bound
+    # in some fold about 96 times in 100: each fold mean has a standard deviation near 3.)
+    cars = car_ids(40)
+    key_of = {car: i for i, car in enumerate(cars)}
+    folds = assign_folds(cars, [key_of[c] for c in cars], 4, seed=3)
+    for fold in range(4):
+        keys = sorted(key_of[c] for c, f in folds.items() if f == fold)
+        assert [k // 4 for k in keys] == list(range(10))  # one key from every block
+        assert abs(np.mean(keys) - 19.5) <= 1.5
+    means = [np.mean([key_of[c] for c, f in folds.items() if f == fold]) for fold in range(4)]
+    assert max(means) - min(means) <= 3
+
+
+def test_stratification_by_a_string_key_spreads_each_make_over_the_folds() -> None:
+    # 12 cars, 3 makes of 4 cars each, 4 folds: sorted by make, the blocks are exactly the makes,
+    # so every fold gets one car of each make.
+    cars = car_ids(12)
+    make_of = {car: ("Audi", "BMW", "Ford")[i % 3] for i, car in enumerate(cars)}
+    folds = assign_folds(cars, [make_of[c] for c in cars], 4, seed=0)
+    for fold in range(4):
+        assert sorted(make_of[c] for c, f in folds.items() if f == fold) == ["Audi", "BMW", "Ford"]
+
+
+@pytest.mark.parametrize("n_folds", [0, 1, 6])
+def test_n_folds_outside_2_to_the_number_of_cars_is_rejected(n_folds: int) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"between 2 and the number of cars (5), got {n_folds}")):
+        assign_folds(car_ids(5), None, n_folds, seed=0)
+
+
+def test_duplicate_car_ids_are_rejected() -> None:
+    cars = car_ids(5)
+    with pytest.raises(ValueError, match="car_ids must be unique"):
+        assign_folds([*cars, cars[0]], None, 2, seed=0)
+
+
+def test_a_key_count_that_differs_from_the_car_count_is_rejected() -> None:
+    with pytest.raises(ValueError, match="3 keys for 5 cars"):
+        assign_folds(car_ids(5), [1.0, 2.0, 3.0], 2, seed=0)
+
+
+# --- FoldSpec ---------------------------------------------------------------------------------
+
+
+def test_fold_spec_lists_the_stratify_choices() -> None:
+    with pytest.raises(ValueError, match=r"stratify must be one of mask_area, make, none; got 'colour'"):
+        FoldSpec(stratify="colour")
+
+
+def test_fold_spec_rejects_fewer_than_two_folds() -> None:
+    with pytest.raises(ValueError, match="n_folds must be at least 2, got 1"):
+        FoldSpec(n_folds=1)
+
+
+# --- make_folds on a hand-made dataset folder --------------------------------------------------
+
+N_CARS = 6
+MASK_SHAPE = (4, 6)  # 24 pixels
+MAKES = ("Audi", "Audi", "BMW", "BMW", "Ford", "Ford")
+
+
+def write_dataset(data_dir: Path, shuffle_rows: bool = False) -> list[str]:
+    """6 cars x 16 views. Car k's masks cover the first 2 * (k + 1) pixels: areas 2, 4, ..., 12."""
+    cars = [f"{0xABC000000000 + k:012x}" for k in range(N_CARS)]
+    rows = []
+    for k, car in enumerate(cars):
+        mask = np.zeros(MASK_SHAPE[0] * MASK_SHAPE[1], dtype=np.uint8)
+        mask[: 2 * (k + 1)] = 1
+        text = rle.encode(mask.reshape(MASK_SHAPE))
+        assert text == f"1 {2 * (k + 1)}"
+        rows += [(image_name(car, view), text) for view in range(1, VIEWS_PER_CAR + 1)]
+    masks = pd.DataFrame(rows, columns=["img", "rle_mask"])
+    if shuffle_rows:
+        masks = masks.sample(frac=1.0, random_state=0)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    masks.to_csv(data_dir / "train_masks.csv", index=False)
+    pd.DataFrame(
+        {
+            "id": cars,
+            "year": ["2016"] * N_CARS,
+            "make": list(MAKES),
+            "model": ["X"] * N_CARS,
+            "trim1": [""] * N_CARS,
+            "trim2": [""] * N_CARS,
+        }
+    ).to_csv(data_dir / "metadata.csv", index=False)
+    return cars
+
+
+@pytest.mark.parametrize("stratify", ["mask_area", "make", "none"])
+def test_make_folds_writes_one_row_per_image_and_one_fold_per_car(tmp_path: Path, stratify: str) -> None:
+    cars = write_dataset(tmp_path / "data")
+    folds_path = tmp_path / "out" / "folds.csv"
+    table = make_folds(
+        DatasetPaths(tmp_path / "data"), FoldSpec(n_folds=3, seed=0, stratify=stratify), folds_path
+    )
+    written = pd.read_csv(folds_path, dtype={"img": str, "car_id": str, "fold": int})
+    assert list(written.columns) == ["img", "car_id", "fold"]
+    assert len(written) == N_CARS * VIEWS_PER_CAR == 96
+    expected_imgs = sorted(image_name(car, view) for car in cars for view in range(1, VIEWS_PER_CAR + 1))
+    assert written["img"].tolist() == expected_imgs  # every image once, sorted by name
+    assert (written["car_id"] == written["img"].str[:12]).all()
+    assert (written.groupby("car_id")["fold"].nunique() == 1).all()  # no car in two folds
+    assert sorted(written.groupby("fold")["car_id"].nunique().tolist()) == [2, 2, 2]  # 6 cars / 3 folds
+    pd.testing.assert_frame_equal(table, written, check_dtype=False)
+
+
+def test_make_folds_stratifies_by_mask_area(tmp_path: Path) -> None:
+    # Areas are 2, 4, ..., 12 for cars 0..5; 3 folds: blocks {car 0, 1, 2} and {car 3, 4, 5}, so
+    # every fold has one small car and one large car.
+    cars = write_dataset(tmp_path / "data")
+    table = make_folds(DatasetPaths(tmp_path / "data"), FoldSpec(3, 0, "mask_area"), tmp_path / "folds.csv")
+    fold_of = table.groupby("car_id")["fold"].first()
+    assert sorted(fold_of[cars[:3]].tolist()) == [0, 1, 2]
+    assert sorted(fold_of[cars[3:]].tolist()) == [0, 1, 2]
+
+
+def test_make_folds_stratifies_by_make(tmp_path: Path) -> None:
+    # Makes Audi, Audi, BMW, BMW, Ford, Ford with 3 folds: blocks {Audi, Audi, one BMW} and
+    # {the other BMW, Ford, Ford}, so no fold gets two cars of the same make.
+    cars = write_dataset(tmp_path / "data")
+    table = make_folds(DatasetPaths(tmp_path / "data"), FoldSpec(3, 0, "make"), tmp_path / "folds.csv")
+    fold_of = table.groupby("car_id")["fold"].first()
+    for fold in range(3):
+        makes = [make for car, make in zip(cars, MAKES, strict=True) if fold_of[car] == fold]
+        assert len(makes) == len(set(makes)) == 2
+
+
+@pytest.mark.parametrize("stratify", ["mask_area", "make", "none"])
+def test_make_folds_does_not_depend_on_the_row_order_of_train_masks_csv(
+    tmp_path: Path, stratify: str
+) -> None:
+    write_dataset(tmp_path / "a")
+    write_dataset(tmp_path / "b", shuffle_rows=True)
+    spec = FoldSpec(3, 4, stratify)
+    a = make_folds(DatasetPaths(tmp_path / "a"), spec, tmp_path / "a.csv")
+    b = make_folds(DatasetPaths(tmp_path / "b"), spec, tmp_path / "b.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_make_folds_rejects_more_folds_than_cars(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "data")
+    folds_path = tmp_path / "folds.csv"
+    with pytest.raises(
+        ValueError, match=r"n_folds = 7 is more than the 6 cars in .*train_masks\.csv; choose 2\.\.6"
+    ):
+        make_folds(DatasetPaths(tmp_path / "data"), FoldSpec(n_folds=7), folds_path)
+    assert not folds_path.exists()
