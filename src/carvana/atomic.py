@@ -18,7 +18,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
 
     Works for a file or a folder. On error the temporary is removed and ``path`` is untouched.
-    An existing folder at ``path`` is replaced whole.
+    An existing folder at ``path`` is replaced whole; an existing link is replaced, its target kept.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -26,7 +26,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     _remove(temporary)
     try:
         yield temporary
-        if target.is_dir() and not target.is_symlink():
+        if target.is_symlink():
+            target.unlink()  # a link from an earlier import: drop the link, never what it points to
+        elif target.is_dir():
             shutil.rmtree(target)
         temporary.replace(target)
     finally:

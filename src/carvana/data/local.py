@@ -47,6 +47,12 @@ def import_local(spec: LocalSpec, data_dir: Path) -> None:
             "train_masks.zip, test/ or test.zip, train_masks.csv, metadata.csv, sample_submission.csv)"
         )
     paths = DatasetPaths(Path(data_dir))
+    if paths.data_dir.resolve() == source:
+        raise ValueError(
+            f"data_dir and local.source_dir are the same folder ({source}): importing would replace "
+            "the files it reads. Keep data_dir apart (the default is results/data); the import links "
+            "unpacked folders there, so nothing large is copied"
+        )
     plan = []
     missing = []
     for name, target in parts(spec, paths):
