@@ -1,0 +1,99 @@
+"""The ``carvana`` command line: the stages run without Snakemake and without any network."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from carvana.cli import build_parser, main
+
+
+def _synthesize_args(data: Path, truth: Path) -> list[str]:
+    """3 train cars and 1 test car at 0.04 of 1918x1280: 77x51 (WxH)."""
+    return [
+        *("synthesize", "--data-dir", str(data), "--truth-path", str(truth)),
+        *("--train-cars", "3", "--test-cars", "1", "--image-scale", "0.04"),
+    ]
+
+
+def test_every_stage_is_a_subcommand() -> None:
+    help_text = build_parser().format_help()
+    for stage in ("synthesize", "import-local", "validate-data", "make-folds"):
+        assert stage in help_text
+
+
+def test_data_stages_run_by_hand_with_the_network_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    data, truth = tmp_path / "data", tmp_path / "truth.csv"
+    assert main(_synthesize_args(data, truth)) == 0
+    report = tmp_path / "report.json"
+    # 0.04 of 1918x1280 is 77x51 (WxH)
+    assert (
+        main(
+            [
+                "validate-data",
+                "--data-dir",
+                str(data),
+                "--report-path",
+                str(report),
+                "--image-size",
+                "51",
+                "77",
+            ]
+        )
+        == 0
+    )
+    folds = tmp_path / "folds.csv"
+    assert main(["make-folds", "--data-dir", str(data), "--folds-path", str(folds), "--n-folds", "3"]) == 0
+    table = pd.read_csv(folds)
+    assert len(table) == 3 * 16
+    assert sorted(table.groupby("fold")["car_id"].nunique()) == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--n-folds", "1"], "n_folds must be at least 2"),
+        (["--stratify", "colour"], "stratify must be one of mask_area, make, none"),
+        (["--n-folds", "9"], "n_folds = 9 is more than the 3 cars"),
+    ],
+)
+def test_bad_fold_flags_exit_2_with_the_valid_choices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    data = tmp_path / "data"
+    assert main(_synthesize_args(data, tmp_path / "t.csv")) == 0
+    capsys.readouterr()
+    folds = tmp_path / "folds.csv"
+    assert main(["make-folds", "--data-dir", str(data), "--folds-path", str(folds), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not folds.exists()
+
+
+def test_a_bad_image_scale_exits_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    code = main(
+        [
+            "synthesize",
+            "--data-dir",
+            str(data),
+            "--truth-path",
+            str(tmp_path / "t.csv"),
+            "--image-scale",
+            "1.5",
+        ]
+    )
+    assert code == 2
+    assert "image_scale must be in (0, 1], got 1.5" in capsys.readouterr().err
+    assert not data.exists()
