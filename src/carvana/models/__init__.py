@@ -1,0 +1,1 @@
+"""The ensemble's architectures: the original UNet, UNet1024 and UNet11 (TernausNet)."""

@@ -1,0 +1,117 @@
+"""The original UNet of Ronneberger et al. (2015), with BatchNorm after every convolution.
+
+Every 3x3 convolution is unpadded, so each stage trims its input's border; a 2x2 up-convolution
+doubles the size and the encoder's feature map is centre-cropped to match before concatenation,
+then two more convolutions. At the paper's size a 572x572 input gives a 388x388 output. At widths
+64..1024 with one output channel the network has 31,043,521 parameters.
+
+Written here because segmentation-models-pytorch has only padded UNets, whose output matches the
+input size: the unpadded network needs the overlap-tile strategy (``carvana.models.tiling``) to
+cover a whole image.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+DEPTH = 4  # 2x2 poolings between the first stage and the bottom
+
+
+def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_channels, out_channels, 3),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _centre_crop(features: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    top = (features.shape[-2] - height) // 2
+    left = (features.shape[-1] - width) // 2
+    return features[..., top : top + height, left : left + width]
+
+
+class UNet(nn.Module):
+    """Input (N, 3, H, W) -> logits (N, 1, H - m, W - m) with m = :func:`border` * 2.
+
+    ``width`` is the first stage's channel count (64 in the paper); every stage doubles it, so a
+    smaller width shrinks the network for small machines without changing its geometry.
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 64) -> None:
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be positive, got {width}")
+        widths = [width * 2**i for i in range(DEPTH + 1)]  # 64, 128, 256, 512, 1024
+        self.down = nn.ModuleList()
+        previous = in_channels
+        for channels in widths:
+            self.down.append(_double_conv(previous, channels))
+            previous = channels
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList()
+        self.up_conv = nn.ModuleList()
+        for channels in reversed(widths[:-1]):
+            self.up.append(nn.ConvTranspose2d(channels * 2, channels, 2, stride=2))
+            self.up_conv.append(_double_conv(channels * 2, channels))
+        self.head = nn.Conv2d(widths[0], out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for index, stage in enumerate(self.down):
+            x = stage(x)
+            if index < DEPTH:
+                skips.append(x)
+                x = self.pool(x)
+        for up, conv, skip in zip(self.up, self.up_conv, reversed(skips), strict=True):
+            x = up(x)
+            x = conv(torch.cat([_centre_crop(skip, x.shape[-2], x.shape[-1]), x], dim=1))
+        logits: torch.Tensor = self.head(x)
+        return logits
+
+
+def _trace(input_size: int) -> int | None:
+    """Output side for an input side, or None when a pooling would see an odd or empty size."""
+    size = input_size
+    for _ in range(DEPTH):
+        size -= 4
+        if size <= 0 or size % 2:
+            return None
+        size //= 2
+    size -= 4
+    if size <= 0:
+        return None
+    for _ in range(DEPTH):
+        size = size * 2 - 4
+    return size if size > 0 else None
+
+
+def output_size(input_size: int) -> int:
+    """Output side for an input side; ValueError naming the nearest valid sides otherwise.
+
+    Valid input sides are 16k + 124 with k >= 4: 188 (giving 4), 204, ..., 572 (giving 388).
+    """
+    size = _trace(input_size)
+    if size is None:
+        raise ValueError(f"UNet cannot take an input side of {input_size}: {nearest_sizes(input_size)}")
+    return size
+
+
+def nearest_sizes(size: int) -> str:
+    """The valid input sides nearest to ``size``, for error messages."""
+    below = next((s for s in range(size, 0, -1) if _trace(s) is not None), None)
+    above = next(s for s in itertools.count(max(size, 1)) if _trace(s) is not None)  # every 16 from 188
+    if below is None:
+        return f"the smallest valid side is {above}"
+    return f"the nearest valid sides are {below} and {above}"
+
+
+def border(input_size: int) -> int:
+    """Pixels lost on each side: (input - output) / 2; 92 at the paper's 572 -> 388."""
+    return (input_size - output_size(input_size)) // 2

@@ -1,0 +1,64 @@
+"""UNet1024: Heng CherKeng's Carvana UNet for 1024x1024 inputs, as used in the tutorial
+"Practical image segmentation with Unet".
+
+ConvBnRelu is a padded 3x3 convolution without bias, BatchNorm and ReLU. Six encoder stages of two
+ConvBnRelu and a 2x2 max-pool (widths 24, 64, 128, 256, 512, 768), one ConvBnRelu at the centre,
+and six decoder stages that upsample bilinearly to the skip's size, concatenate it and apply three
+ConvBnRelu (widths 512, 256, 128, 64, 24, 24); a 1x1 convolution gives one channel of logits.
+35,371,873 parameters. The output has the input's size; height and width must be divisible by 64.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+ENCODER_WIDTHS = (24, 64, 128, 256, 512, 768)
+DECODER_WIDTHS = (512, 256, 128, 64, 24, 24)
+DIVISOR = 2 ** len(ENCODER_WIDTHS)  # six poolings
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet1024(nn.Module):
+    """Input (N, 3, H, W), H and W divisible by 64 -> logits (N, 1, H, W)."""
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 1) -> None:
+        super().__init__()
+        self.down = nn.ModuleList()
+        previous = in_channels
+        for width in ENCODER_WIDTHS:
+            self.down.append(nn.Sequential(_conv_bn_relu(previous, width), _conv_bn_relu(width, width)))
+            previous = width
+        self.centre = _conv_bn_relu(previous, previous)
+        self.up = nn.ModuleList()
+        for skip, width in zip(reversed(ENCODER_WIDTHS), DECODER_WIDTHS, strict=True):
+            self.up.append(
+                nn.Sequential(
+                    _conv_bn_relu(previous + skip, width),
+                    _conv_bn_relu(width, width),
+                    _conv_bn_relu(width, width),
+                )
+            )
+            previous = width
+        self.head = nn.Conv2d(previous, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for stage in self.down:
+            x = stage(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.centre(x)
+        for stage, skip in zip(self.up, reversed(skips), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = stage(torch.cat([x, skip], dim=1))
+        logits: torch.Tensor = self.head(x)
+        return logits

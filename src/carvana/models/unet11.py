@@ -1,0 +1,92 @@
+"""UNet11 (TernausNet, Iglovikov & Shvets 2018): a UNet whose encoder is VGG11's ``features``.
+
+The encoder is torchvision's VGG11 (convolutions at indices 0, 3, 6, 8, 11, 13, 16, 18 of
+``features``, ReLU, five 2x2 poolings). A decoder block is a 3x3 convolution with ReLU (in -> mid)
+and a stride-2 transposed convolution (kernel 3, padding 1, output padding 1) with ReLU
+(mid -> out). With num_filters = 32 the network has 22,927,393 parameters. Height and width must
+be divisible by 32.
+
+ImageNet weights are read from torchvision's cache (``torch.hub.get_dir()/checkpoints``) and never
+downloaded by the pipeline: a missing file is an error that says where to put it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+DIVISOR = 32
+VGG11_WEIGHTS_FILE = "vgg11-8a719046.pth"
+
+
+def _conv_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
+
+
+def _decoder_block(in_channels: int, middle: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        _conv_relu(in_channels, middle),
+        nn.ConvTranspose2d(middle, out_channels, 3, stride=2, padding=1, output_padding=1),
+        nn.ReLU(inplace=True),
+    )
+
+
+def vgg11_weights_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG11_WEIGHTS_FILE
+
+
+def load_vgg11_features(pretrained: bool) -> nn.Sequential:
+    """torchvision's VGG11 ``features``, with ImageNet weights from the local cache if asked."""
+    vgg = torchvision.models.vgg11(weights=None)
+    if pretrained:
+        path = vgg11_weights_path()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"ImageNet weights for VGG11 not found at {path}. The pipeline does not download them: "
+                f"copy {VGG11_WEIGHTS_FILE} (torchvision's VGG11_Weights.IMAGENET1K_V1) there, or set "
+                "TORCH_HOME to a folder whose hub/checkpoints/ holds it, or set pretrained: false"
+            )
+        vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    features: nn.Sequential = vgg.features
+    return features
+
+
+class UNet11(nn.Module):
+    """Input (N, 3, H, W), H and W divisible by 32 -> logits (N, 1, H, W)."""
+
+    def __init__(self, num_filters: int = 32, pretrained: bool = False, out_channels: int = 1) -> None:
+        super().__init__()
+        features = load_vgg11_features(pretrained)
+        self.pool = nn.MaxPool2d(2, 2)
+        relu = nn.ReLU(inplace=True)
+        self.conv1 = nn.Sequential(features[0], relu)
+        self.conv2 = nn.Sequential(features[3], relu)
+        self.conv3 = nn.Sequential(features[6], relu, features[8], relu)
+        self.conv4 = nn.Sequential(features[11], relu, features[13], relu)
+        self.conv5 = nn.Sequential(features[16], relu, features[18], relu)
+        f = num_filters
+        self.centre = _decoder_block(f * 16, f * 16, f * 8)
+        self.dec5 = _decoder_block(f * (16 + 8), f * 16, f * 8)
+        self.dec4 = _decoder_block(f * (16 + 8), f * 16, f * 4)
+        self.dec3 = _decoder_block(f * (8 + 4), f * 8, f * 2)
+        self.dec2 = _decoder_block(f * (4 + 2), f * 4, f)
+        self.dec1 = _conv_relu(f * (2 + 1), f)
+        self.head = nn.Conv2d(f, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv1 = self.conv1(x)
+        conv2 = self.conv2(self.pool(conv1))
+        conv3 = self.conv3(self.pool(conv2))
+        conv4 = self.conv4(self.pool(conv3))
+        conv5 = self.conv5(self.pool(conv4))
+        centre = self.centre(self.pool(conv5))
+        dec5 = self.dec5(torch.cat([centre, conv5], 1))
+        dec4 = self.dec4(torch.cat([dec5, conv4], 1))
+        dec3 = self.dec3(torch.cat([dec4, conv3], 1))
+        dec2 = self.dec2(torch.cat([dec3, conv2], 1))
+        dec1 = self.dec1(torch.cat([dec2, conv1], 1))
+        logits: torch.Tensor = self.head(dec1)
+        return logits

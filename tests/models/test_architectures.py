@@ -1,0 +1,131 @@
+"""The three required architectures against the published structures (DESIGN.md's figures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from carvana.models.unet import UNet, border, output_size
+from carvana.models.unet11 import VGG11_WEIGHTS_FILE, UNet11
+from carvana.models.unet1024 import UNet1024
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (UNet, 31_043_521),  # widths 64..1024, conv biases and BN, 1 output channel
+        (UNet1024, 35_371_873),
+        (UNet11, 22_927_393),  # num_filters = 32
+    ],
+    ids=["unet", "unet1024", "unet11"],
+)
+def test_parameter_count_equals_the_reference(build: type[nn.Module], expected: int) -> None:
+    assert n_parameters(build()) == expected
+
+
+def test_unet_width_multiplier_scales_parameters_about_quadratically() -> None:
+    # halving every width divides conv weights by about 4 (biases and BN by 2)
+    full, half = n_parameters(UNet(width=64)), n_parameters(UNet(width=32))
+    assert 3.9 < full / half < 4.0
+
+
+def test_unet_at_the_papers_size_maps_572_to_388() -> None:
+    assert output_size(572) == 388
+    assert border(572) == 92
+
+
+@torch.no_grad()
+def test_unet_output_on_a_non_square_input() -> None:
+    # sides 16k + 124: 188 -> 4, 204 -> 20 (each side loses 2 * 92 = 184 pixels)
+    model = UNet(width=4).eval()
+    assert model(torch.zeros(1, 3, 188, 204)).shape == (1, 1, 4, 20)
+    assert output_size(188) == 4 and output_size(204) == 20
+
+
+@pytest.mark.parametrize(("side", "message"), [(570, "556 and 572"), (100, "smallest valid side is 188")])
+def test_unet_rejects_a_side_it_cannot_take_naming_the_nearest(side: int, message: str) -> None:
+    with pytest.raises(ValueError, match=f"cannot take an input side of {side}: .*{message}"):
+        output_size(side)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(
+    ("build", "shape"),
+    [(UNet1024, (64, 128)), (UNet11, (64, 96))],
+    ids=["unet1024", "unet11"],
+)
+def test_padded_networks_keep_a_non_square_input_size(build: type[nn.Module], shape: tuple[int, int]) -> None:
+    model = build().eval()
+    assert model(torch.zeros(2, 3, *shape)).shape == (2, 1, *shape)
+
+
+def test_unet11_encoder_is_vgg11_features() -> None:
+    model, vgg = UNet11(), torchvision.models.vgg11(weights=None).features
+    for index, mine in zip(
+        (0, 3, 6, 8, 11, 13, 16, 18),
+        (
+            model.conv1[0],
+            model.conv2[0],
+            model.conv3[0],
+            model.conv3[2],
+            model.conv4[0],
+            model.conv4[2],
+            model.conv5[0],
+            model.conv5[2],
+        ),
+        strict=True,
+    ):
+        assert mine.weight.shape == vgg[index].weight.shape
+
+
+def test_unet11_pretrained_without_the_file_says_where_to_put_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    expected = tmp_path / "hub" / "checkpoints" / VGG11_WEIGHTS_FILE
+    with pytest.raises(FileNotFoundError, match=f"not found at {expected}"):
+        UNet11(pretrained=True)
+
+
+def test_unet11_pretrained_loads_the_cached_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg11(weights=None)
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(reference.state_dict(), checkpoints / VGG11_WEIGHTS_FILE)
+    torch.manual_seed(1)  # a different initialisation, so a match can only come from the file
+    model = UNet11(pretrained=True)
+    assert torch.equal(model.conv1[0].weight, reference.features[0].weight)
+    assert torch.equal(model.conv5[2].bias, reference.features[18].bias)
+
+
+@pytest.mark.parametrize(
+    ("build", "side"),
+    [(lambda: UNet(width=4), 188), (UNet1024, 64), (UNet11, 64)],
+    ids=["unet", "unet1024", "unet11"],
+)
+def test_one_optimisation_step_lowers_the_loss(build, side: int) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model = build().train()
+    images = torch.rand(2, 3, side, side)
+    out_side = output_size(side) if isinstance(model, UNet) else side
+    target = torch.zeros(2, 1, out_side, out_side)
+    target[..., out_side // 4 : 3 * out_side // 4, :] = 1
+    assert 0 < target.mean() < 1
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.BCEWithLogitsLoss()
+    first = loss_fn(model(images), target)
+    first.backward()
+    optimiser.step()
+    with torch.no_grad():
+        second = loss_fn(model(images), target)
+    assert second < first
