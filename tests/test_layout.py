@@ -114,3 +114,15 @@ def test_dataset_paths(tmp_path: Path) -> None:
 def test_dataset_paths_rejects_an_unknown_split(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'val'"):
         layout.DatasetPaths(tmp_path).image_path("val", layout.image_name(CAR, 1))
+
+
+def test_scaled_size_is_height_width_of_the_competition_images():
+    assert layout.scaled_size(0.125) == (160, 240)
+    assert layout.scaled_size(1.0) == (1280, 1918)
+    assert layout.scaled_size(0.5) == (640, 959)
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.5, 1.5])
+def test_scaled_size_rejects_scales_outside_0_1(scale):
+    with pytest.raises(ValueError, match=r"image_scale must be in \(0, 1\]"):
+        layout.scaled_size(scale)

@@ -16,7 +16,8 @@ from carvana.layout import DatasetPaths
 
 
 def _synthesize(args: argparse.Namespace) -> None:
-    from carvana.data.synthetic import SyntheticSpec, generate, scaled_size
+    from carvana.data.synthetic import SyntheticSpec, generate
+    from carvana.layout import scaled_size
 
     spec = SyntheticSpec(
         train_cars=args.train_cars,

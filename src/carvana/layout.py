@@ -27,6 +27,14 @@ _IMAGE_RE = re.compile(r"^(?P<car>[0-9a-f]{12})_(?P<view>\d{2})\.jpg$")
 _MASK_RE = re.compile(r"^(?P<car>[0-9a-f]{12})_(?P<view>\d{2})_mask\.gif$")
 
 
+def scaled_size(scale: float) -> tuple[int, int]:
+    """(height, width) of the competition's 1918x1280 images scaled by ``scale`` in (0, 1]."""
+    if not 0 < scale <= 1:
+        raise ValueError(f"image_scale must be in (0, 1], got {scale}")
+    height, width = COMPETITION_SIZE
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 @dataclass(frozen=True)
 class DatasetPaths:
     """Paths of one dataset folder in the competition's layout."""

@@ -14,7 +14,7 @@ from PIL import Image
 
 from carvana import rle
 from carvana.data.images import read_image, read_mask
-from carvana.data.synthetic import SyntheticSpec, generate, scaled_size
+from carvana.data.synthetic import SyntheticSpec, generate
 from carvana.layout import DatasetPaths
 
 IMAGE_RE = re.compile(r"^[0-9a-f]{12}_(0[1-9]|1[0-6])\.jpg$")
@@ -255,18 +255,6 @@ def test_a_cars_pictures_do_not_depend_on_how_many_cars_are_made(tiny_dataset, t
 
 
 # --- spec ---------------------------------------------------------------------------------------
-
-
-def test_scaled_size_is_height_width_of_the_competition_images():
-    assert scaled_size(0.125) == (160, 240)
-    assert scaled_size(1.0) == (1280, 1918)
-    assert scaled_size(0.5) == (640, 959)
-
-
-@pytest.mark.parametrize("scale", [0.0, -0.5, 1.5])
-def test_scaled_size_rejects_scales_outside_0_1(scale):
-    with pytest.raises(ValueError, match=r"image_scale must be in \(0, 1\]"):
-        scaled_size(scale)
 
 
 @pytest.mark.parametrize(

@@ -279,6 +279,22 @@ def test_missing_part(dataset_copy, part, problem):
     assert str(caught.value).startswith("1 problem(s)")
 
 
+def test_an_empty_dataset_is_rejected(tmp_path):
+    # every part present, but no image at all: nothing to train on or predict
+    paths = DatasetPaths(tmp_path / "data")
+    for folder in (paths.train_dir, paths.train_masks_dir, paths.test_dir):
+        folder.mkdir(parents=True)
+    paths.train_masks_csv_path.write_text("img,rle_mask\n")
+    paths.sample_submission_path.write_text("img,rle_mask\n")
+    paths.metadata_path.write_text("id,year,make,model,trim1,trim2\n")
+    with pytest.raises(DataValidationError) as caught:
+        validate(paths, ValidationSpec())
+    message = str(caught.value)
+    assert message.startswith("2 problem(s)")
+    assert f"{paths.train_dir}: no images" in message
+    assert f"{paths.test_dir}: no images" in message
+
+
 def test_wrong_header_in_sample_submission(dataset_copy):
     paths = DatasetPaths(dataset_copy.data_dir)
     lines = paths.sample_submission_path.read_text().splitlines()

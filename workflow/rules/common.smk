@@ -4,6 +4,13 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+from carvana.layout import (
+    COMPETITION_SIZE,
+    COMPETITION_TEST_IMAGES,
+    COMPETITION_TRAIN_IMAGES,
+    scaled_size,
+)
+
 min_version("9.0")
 
 
@@ -18,11 +25,9 @@ if config["dataset"] == "local" and not config["local"]["source_dir"]:
 
 ENV = "../../envs/carvana.yaml"
 DATA = Path(config["data_dir"])
-TRUTH = "results/truth/test_masks.csv"  # the synthetic test set's true masks: the score step's only
+TRUTH = "results/truth/test_masks.csv"  # true masks of the generated test set, read only to score
 DATA_REPORT = "results/data_report.json"
 FOLDS = "results/folds.csv"
-COMPETITION_SIZE = (1280, 1918)  # (height, width)
-COMPETITION_COUNTS = (5088, 100064)  # train, test images
 
 
 def dataset_files():
@@ -55,8 +60,7 @@ def data_dir_of_input(wildcards, input):
 def image_size():
     """(height, width) every image must have, or None to read it off a hand-made subset."""
     if config["dataset"] == "synthetic":
-        scale = config["synthetic"]["image_scale"]
-        return (max(1, round(1280 * scale)), max(1, round(1918 * scale)))
+        return scaled_size(config["synthetic"]["image_scale"])
     if config["dataset"] == "local" and not config["local"]["full_competition"]:
         return None
     return COMPETITION_SIZE
@@ -81,8 +85,7 @@ def validate_data_args():
     size = image_size()
     args = f"--image-size {size[0]} {size[1]}" if size else ""
     if config["dataset"] == "local" and config["local"]["full_competition"]:
-        train, test = COMPETITION_COUNTS
-        args += f" --train-images {train} --test-images {test}"
+        args += f" --train-images {COMPETITION_TRAIN_IMAGES} --test-images {COMPETITION_TEST_IMAGES}"
     if config["validate_data"]["decode_test"]:
         args += " --decode-test"
     return args

@@ -32,7 +32,6 @@ from carvana import rle
 from carvana.atomic import atomic_path
 from carvana.data.images import write_jpeg, write_mask
 from carvana.layout import (
-    COMPETITION_SIZE,
     METADATA_COLUMNS,
     RLE_HEADER,
     VIEWS_PER_CAR,
@@ -104,14 +103,6 @@ class SyntheticSpec:
             )
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
-
-
-def scaled_size(scale: float) -> tuple[int, int]:
-    """(height, width) of the competition's 1918x1280 images scaled by ``scale`` (0, 1]."""
-    if not 0 < scale <= 1:
-        raise ValueError(f"image_scale must be in (0, 1], got {scale}")
-    height, width = COMPETITION_SIZE
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,9 @@ def validate(paths: DatasetPaths, spec: ValidationSpec) -> dict[str, Any]:
 
     train = _list_images(paths.train_dir, findings)
     test = _list_images(paths.test_dir, findings)
+    for folder, found in ((paths.train_dir, train), (paths.test_dir, test)):
+        if not found:
+            findings.add(folder, "no images")
     masks = _list_masks(paths.train_masks_dir, findings)
     for img in sorted(set(train) - set(masks)):
         findings.add(paths.train_dir / img, f"image without a mask (expected {paths.mask_path(img)})")
@@ -105,7 +108,9 @@ def validate(paths: DatasetPaths, spec: ValidationSpec) -> dict[str, Any]:
     _check_metadata(paths.metadata_path, {c for c, _ in train.values()}, findings)
 
     paired = sorted(set(train) & set(masks))
-    size = spec.image_size or (image_size(paths.train_dir / paired[0]) if paired else (0, 0))
+    size = spec.image_size or _reference_size(paths.train_dir, sorted(train))
+    if size is None:
+        raise DataValidationError(_summary(paths, findings.problems, spec.max_problems))
     coverages = _run(
         lambda img: _check_train_pair(paths, img, encodings.get(img), size, findings),
         paired,
@@ -139,6 +144,16 @@ def validate(paths: DatasetPaths, spec: ValidationSpec) -> dict[str, Any]:
 
 def write_report(report: dict[str, Any], report_path: Path) -> None:
     write_text(report_path, json.dumps(report, indent=2) + "\n")
+
+
+def _reference_size(folder: Path, images: list[str]) -> tuple[int, int] | None:
+    """(height, width) of the first train image whose header reads; its problems are found later."""
+    for img in images:
+        try:
+            return image_size(folder / img)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _summary(paths: DatasetPaths, problems: list[str], limit: int) -> str:
