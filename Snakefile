@@ -1,5 +1,5 @@
 # The Carvana Image Masking Challenge pipeline: a table of contents.
-# data (synthesize | import_local) -> validate_data -> make_folds
+# data (synthesize | import_local) -> validate_data -> make_folds -> train {model} x {fold}
 
 
 configfile: "config.yaml"
@@ -8,6 +8,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/folds.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
@@ -15,3 +16,5 @@ rule all:
     input:
         DATA_REPORT,
         FOLDS,
+        trained("weights"),
+        trained("oof_dice"),

@@ -97,3 +97,32 @@ def test_a_bad_image_scale_exits_2_and_writes_nothing(
     assert code == 2
     assert "image_scale must be in (0, 1], got 1.5" in capsys.readouterr().err
     assert not data.exists()
+
+
+def test_models_lists_every_configured_model_with_its_parameter_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "models:\n"
+        "  big11: {arch: unet11, input_size: [1280, 1920]}\n"
+        "  small: {arch: unet1024, width: 0.125, input_size: [128, 192]}\n"
+        "  paper: {arch: unet, input_size: [1280, 1918], tile_size: [572, 572]}\n"
+    )
+    assert main(["models", "--config-file", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["model", "arch", "input", "(HxW)", "tile", "(HxW)", "parameters"]
+    assert lines[1].split() == ["big11", "unet11", "1280x1920", "-", "22,927,393"]
+    assert lines[2].split()[:3] == ["small", "unet1024", "x0.125"]
+    assert lines[3].split() == ["paper", "unet", "1280x1918", "572x572", "31,043,521"]
+
+
+def test_train_names_the_configured_models_when_asked_for_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("models:\n  a: {arch: unet1024, input_size: [64, 64]}\n")
+    argv = ["train", "--model", "b", "--fold", "0", "--config-file", str(config)]
+    argv += ["--data-dir", str(tmp_path), "--folds-path", str(tmp_path / "folds.csv")]
+    assert main(argv) == 2
+    assert "no model 'b' in" in capsys.readouterr().err

@@ -11,8 +11,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from carvana.layout import DatasetPaths
+
+if TYPE_CHECKING:
+    from carvana.models.spec import ModelSpec
 
 
 def _synthesize(args: argparse.Namespace) -> None:
@@ -69,6 +73,58 @@ def _make_folds(args: argparse.Namespace) -> None:
     print(f"{spec.n_folds} folds by car (cars per fold: {sizes}) in {args.folds_path}")
 
 
+def _model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model's spec from --model-json (what the workflow passes) or its entry in --config-file."""
+    from carvana.models.spec import ModelSpec
+
+    if args.model_json:
+        spec = ModelSpec.from_json(args.model_json)
+        if spec.name != args.model:
+            raise ValueError(f"--model is {args.model!r} but --model-json describes {spec.name!r}")
+        return spec
+    models = _config_models(args.config_file)
+    if args.model not in models:
+        raise ValueError(f"no model {args.model!r} in {args.config_file}; configured: {', '.join(models)}")
+    return ModelSpec.from_entry(args.model, models[args.model])
+
+
+def _config_models(config_file: Path) -> dict[str, Any]:
+    import yaml
+
+    if not config_file.is_file():
+        raise FileNotFoundError(f"config file {config_file} not found")
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    models = config.get("models") or {}
+    if not isinstance(models, dict):
+        raise ValueError(f"models in {config_file} must map model names to their settings")
+    return models
+
+
+def _train(args: argparse.Namespace) -> None:
+    from carvana.training.job import TrainPaths, train
+
+    spec = _model_spec(args)
+    run_dir = args.run_dir or Path("results/models") / spec.name / f"fold{args.fold}"
+    train(spec, args.fold, TrainPaths(args.data_dir, args.folds_path, run_dir))
+
+
+def _models(args: argparse.Namespace) -> None:
+    from carvana.models.build import build_model, count_parameters
+    from carvana.models.spec import model_specs
+
+    specs = model_specs(_config_models(args.config_file))
+    rows = [("model", "arch", "input (HxW)", "tile (HxW)", "parameters")]
+    for spec in specs:
+        arch = f"{spec.arch}/{spec.encoder}" if spec.encoder else spec.arch
+        arch += f" x{spec.width:g}" if spec.width != 1 else ""
+        tile = "x".join(map(str, spec.tile_size)) if spec.tile_size else "-"
+        size = "x".join(map(str, spec.input_size))
+        rows.append((spec.name, arch, size, tile, f"{count_parameters(build_model(spec)):,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -121,6 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     folds.add_argument("--seed", type=int, default=2017)
     folds.add_argument("--stratify", default="mask_area")
     folds.set_defaults(run=_make_folds)
+
+    train = stages.add_parser("train", help="train one configured model on one fold; write its OOF maps")
+    train.add_argument("--model", required=True, help="a model name under models: in the config")
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--model-json", help="the model's settings as JSON (the workflow passes these)")
+    source.add_argument(
+        "--config-file", type=Path, default=Path("config.yaml"), help="read the model from here"
+    )
+    train.add_argument("--fold", type=int, required=True, help="the held-out fold, from 0")
+    train.add_argument("--data-dir", type=Path, required=True)
+    train.add_argument("--folds-path", type=Path, required=True)
+    train.add_argument(
+        "--run-dir", type=Path, default=None, help="default: results/models/<model>/fold<fold>"
+    )
+    train.set_defaults(run=_train)
+
+    models = stages.add_parser("models", help="list the configured models with their parameter counts")
+    models.add_argument("--config-file", type=Path, default=Path("config.yaml"))
+    models.set_defaults(run=_models)
     return parser
 
 

@@ -9,7 +9,9 @@ import torch
 import torchvision
 from torch import nn
 
-from carvana.models.unet import UNet, border, output_size
+from carvana.models.geometry import unet_border as border
+from carvana.models.geometry import unet_output_size as output_size
+from carvana.models.unet import UNet
 from carvana.models.unet11 import VGG11_WEIGHTS_FILE, UNet11
 from carvana.models.unet1024 import UNet1024
 
@@ -129,3 +131,23 @@ def test_one_optimisation_step_lowers_the_loss(build, side: int) -> None:  # typ
     with torch.no_grad():
         second = loss_fn(model(images), target)
     assert second < first
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(
+    ("build", "full"), [(UNet1024, 35_371_873), (UNet11, 22_927_393)], ids=["unet1024", "unet11"]
+)
+def test_a_width_multiplier_shrinks_the_network_and_keeps_its_geometry(
+    build: type[nn.Module], full: int
+) -> None:
+    small = build(width=0.25)  # type: ignore[call-arg]
+    # every channel count quartered: convolution weights shrink about 16x
+    assert 12 < full / n_parameters(small) < 17
+    assert small.eval()(torch.zeros(1, 3, 64, 128)).shape == (1, 1, 64, 128)
+
+
+def test_unet11_refuses_a_width_that_breaks_its_skips_or_its_weights() -> None:
+    with pytest.raises(ValueError, match="multiple of 1/32"):
+        UNet11(width=0.3)
+    with pytest.raises(ValueError, match="ImageNet weights exist for VGG11 at width 1 only"):
+        UNet11(width=0.5, pretrained=True)

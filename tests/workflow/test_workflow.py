@@ -21,9 +21,33 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
+# Three models, one per required architecture, small enough to train in seconds on 96x64 images.
+TINY_MODELS = {
+    "unet": {
+        **{"arch": "unet", "width": 0.0625, "input_size": [32, 48], "tile_size": [204, 220]},
+        **{"epochs": 1, "batch_size": 4, "gpu": 0},
+    },
+    "unet1024": {
+        "arch": "unet1024",
+        "width": 0.125,
+        "input_size": [64, 64],
+        "epochs": 1,
+        "batch_size": 4,
+        "gpu": 0,
+    },
+    "unet11": {
+        "arch": "unet11",
+        "width": 0.125,
+        "input_size": [32, 64],
+        "epochs": 1,
+        "batch_size": 4,
+        "gpu": 0,
+    },
+}
 TINY = {
     "synthetic": {"train_cars": 4, "test_cars": 2, "image_scale": 0.05, "seed": 11},
     "folds": {"n_folds": 2, "seed": 3},
+    "models": TINY_MODELS,
 }
 
 
@@ -36,7 +60,7 @@ def _workflow_copy(tmp_path: Path, config: dict[str, object] | None = None) -> P
     shutil.copytree(ROOT / "envs", work / "envs")
     base = yaml.safe_load((ROOT / "config.yaml").read_text())
     for key, value in (config or {}).items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key != "models":  # models are replaced whole
             base[key] = {**base.get(key, {}), **value}
         else:
             base[key] = value
@@ -67,7 +91,7 @@ def test_lint_is_clean(tmp_path: Path) -> None:
 def test_dry_run_plans_the_data_stages(tmp_path: Path) -> None:
     result = _snakemake(_workflow_copy(tmp_path), "-n", "--quiet", "rules")
     text = result.stdout + result.stderr
-    for rule in ("synthesize", "validate_data", "make_folds"):
+    for rule in ("synthesize", "validate_data", "make_folds", "train"):
         assert rule in text
     assert "import_local" not in text  # one data source per run
 
@@ -80,12 +104,14 @@ def test_config_yaml_is_valid_and_every_schema_key_has_description_and_default()
     jsonschema.Draft202012Validator(schema).validate(config)
 
     def walk(node: dict[str, object], where: str) -> None:
+        required = node.get("required", [])
         for name, sub in node.get("properties", {}).items():  # type: ignore[attr-defined]
             assert "description" in sub, f"{where}{name} has no description"
-            assert "default" in sub, f"{where}{name} has no default"
+            assert "default" in sub or name in required, f"{where}{name} has no default"  # type: ignore[operator]
             walk(sub, f"{where}{name}.")
 
     walk(schema, "")
+    walk(schema["$defs"]["model"], "models.<name>.")
 
 
 @pytest.mark.parametrize(
@@ -115,7 +141,7 @@ def test_local_source_without_folder_says_how_to_fix(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_tiny_run_makes_dataset_report_and_folds_then_nothing_to_do(tmp_path: Path) -> None:
     work = _workflow_copy(tmp_path, TINY)
-    _snakemake(work, "--cores", "2")
+    _snakemake(work, "--cores", "2", "results/folds.csv")
 
     report = json.loads((work / "results/data_report.json").read_text())
     assert report["train_images"] == 4 * 16
@@ -132,18 +158,18 @@ def test_tiny_run_makes_dataset_report_and_folds_then_nothing_to_do(tmp_path: Pa
         assert (work / f"results/logs/{rule}.log").stat().st_size > 0
         assert (work / f"results/benchmarks/{rule}.tsv").is_file()
 
-    again = _snakemake(work, "-n")
+    again = _snakemake(work, "-n", "results/folds.csv")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.slow
 def test_changing_the_fold_count_reruns_only_the_folds(tmp_path: Path) -> None:
     work = _workflow_copy(tmp_path, TINY)
-    _snakemake(work, "--cores", "2")
+    _snakemake(work, "--cores", "2", "results/folds.csv")
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["folds"]["n_folds"] = 4
     (work / "config.yaml").write_text(yaml.safe_dump(config))
-    plan = _snakemake(work, "-n", "--quiet", "rules")
+    plan = _snakemake(work, "-n", "results/folds.csv", "--quiet", "rules")
     text = plan.stdout + plan.stderr
     assert "make_folds" in text
     assert "synthesize" not in text
@@ -160,9 +186,51 @@ def test_local_source_runs_the_same_stages(tmp_path: Path) -> None:
         tmp_path / "b",
         {"dataset": "local", "local": {"source_dir": str(source), "full_competition": False}},
     )
-    _snakemake(work, "--cores", "2")
+    _snakemake(work, "--cores", "2", "results/folds.csv")
     assert (work / "results/data/train").is_symlink()
     report = json.loads((work / "results/data_report.json").read_text())
     assert report["train_images"] == 64
     # without full_competition the size is read off the data, and every image must share it
     assert report["image_size"] == {"height": 64, "width": 96}
+
+
+@pytest.mark.slow
+def test_tiny_run_trains_every_model_on_every_fold_then_nothing_to_do(tmp_path: Path) -> None:
+    work = _workflow_copy(tmp_path, TINY)
+    _snakemake(work, "--cores", "2")
+    folds = pd.read_csv(work / "results/folds.csv")
+    for model in TINY_MODELS:
+        for fold in (0, 1):
+            run = work / f"results/models/{model}/fold{fold}"
+            held_out = sorted(folds.loc[folds["fold"] == fold, "img"])
+            assert sorted(pd.read_csv(run / "oof_dice.csv")["img"]) == held_out
+            assert len(list((run / "oof").glob("*.png"))) == len(held_out) == 32
+            assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1]
+            assert (run / "weights.pt").is_file() and (run / "checkpoints/last.ckpt").is_file()
+            assert (work / f"results/benchmarks/train/{model}_fold{fold}.tsv").is_file()
+            assert "OOF Dice" in (work / f"results/logs/train/{model}_fold{fold}.log").read_text()
+
+    again = _snakemake(work, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # a change to one model's settings retrains that model's jobs only
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["models"]["unet11"]["epochs"] = 2
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = _snakemake(work, "-n")
+    text = plan.stdout + plan.stderr
+    assert re.search(r"train\s+2\b", text), text[-2000:]
+    assert "wildcards: model=unet11, fold=0" in text and "wildcards: model=unet11, fold=1" in text
+    assert "model=unet1024" not in text and "model=unet," not in text
+
+
+def test_an_input_size_the_architecture_cannot_take_is_rejected_before_any_job(tmp_path: Path) -> None:
+    models = {**TINY_MODELS, "unet1024": {**TINY_MODELS["unet1024"], "input_size": [100, 64]}}
+    work = _workflow_copy(tmp_path, {**TINY, "models": models})
+    result = _snakemake(work, "-n", check=False)
+    assert result.returncode != 0
+    assert (
+        "side of 100, not divisible by 64: the nearest valid sides are 64 and 128"
+        in result.stdout + result.stderr
+    )
+    assert not (work / "results").exists()

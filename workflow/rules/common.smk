@@ -1,5 +1,6 @@
 # Helpers that rules call, and the config check. Rules hold no logic of their own.
 
+import importlib.util
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -10,6 +11,7 @@ from carvana.layout import (
     COMPETITION_TRAIN_IMAGES,
     scaled_size,
 )
+from carvana.models.spec import model_specs
 
 min_version("9.0")
 
@@ -23,11 +25,40 @@ if config["dataset"] == "local" and not config["local"]["source_dir"]:
         "train_masks.csv, metadata.csv, sample_submission.csv)"
     )
 
+MODELS = {
+    spec.name: spec for spec in model_specs(config["models"])
+}  # sizes checked here, before any job
+if any(spec.encoder for spec in MODELS.values()):
+    from carvana.models.smp_models import check_encoder
+
+    for spec in MODELS.values():
+        if spec.encoder:
+            check_encoder(spec.encoder)
+
 ENV = "../../envs/carvana.yaml"
 DATA = Path(config["data_dir"])
 TRUTH = "results/truth/test_masks.csv"  # true masks of the generated test set, read only to score
 DATA_REPORT = "results/data_report.json"
 FOLDS = "results/folds.csv"
+RUN_DIR = "results/models/{model}/fold{fold}"  # one training job's folder
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    fold=r"\d+",
+
+
+def trained(name):
+    """One output of every training job (name: weights, metrics, oof, oof_dice)."""
+    suffix = {
+        "weights": "weights.pt",
+        "metrics": "metrics.csv",
+        "oof": "oof",
+        "oof_dice": "oof_dice.csv",
+    }[name]
+    return expand(
+        f"{RUN_DIR}/{suffix}", model=MODELS, fold=range(config["folds"]["n_folds"])
+    )
 
 
 def dataset_files():
@@ -94,3 +125,21 @@ def validate_data_args():
 def make_folds_args():
     folds = config["folds"]
     return f"--n-folds {folds['n_folds']} --seed {folds['seed']} --stratify {folds['stratify']}"
+
+
+def model_json(wildcards):
+    """This model's settings only, as JSON: a change to one model reruns that model's jobs alone."""
+    return MODELS[wildcards.model].to_json()
+
+
+def model_source(wildcards):
+    """The source file of this model's network: editing it retrains this model only."""
+    return importlib.util.find_spec(MODELS[wildcards.model].module).origin
+
+
+def model_threads(wildcards):
+    return MODELS[wildcards.model].threads
+
+
+def model_gpus(wildcards):
+    return MODELS[wildcards.model].gpu

@@ -12,12 +12,10 @@ cover a whole image.
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import nn
 
-DEPTH = 4  # 2x2 poolings between the first stage and the bottom
+from carvana.models.geometry import UNET_DEPTH as DEPTH
 
 
 def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -38,7 +36,7 @@ def _centre_crop(features: torch.Tensor, height: int, width: int) -> torch.Tenso
 
 
 class UNet(nn.Module):
-    """Input (N, 3, H, W) -> logits (N, 1, H - m, W - m) with m = :func:`border` * 2.
+    """Input (N, 3, H, W) -> logits (N, 1, H - m, W - m) with m = 2 * :func:`geometry.unet_border`.
 
     ``width`` is the first stage's channel count (64 in the paper); every stage doubles it, so a
     smaller width shrinks the network for small machines without changing its geometry.
@@ -74,44 +72,3 @@ class UNet(nn.Module):
             x = conv(torch.cat([_centre_crop(skip, x.shape[-2], x.shape[-1]), x], dim=1))
         logits: torch.Tensor = self.head(x)
         return logits
-
-
-def _trace(input_size: int) -> int | None:
-    """Output side for an input side, or None when a pooling would see an odd or empty size."""
-    size = input_size
-    for _ in range(DEPTH):
-        size -= 4
-        if size <= 0 or size % 2:
-            return None
-        size //= 2
-    size -= 4
-    if size <= 0:
-        return None
-    for _ in range(DEPTH):
-        size = size * 2 - 4
-    return size if size > 0 else None
-
-
-def output_size(input_size: int) -> int:
-    """Output side for an input side; ValueError naming the nearest valid sides otherwise.
-
-    Valid input sides are 16k + 124 with k >= 4: 188 (giving 4), 204, ..., 572 (giving 388).
-    """
-    size = _trace(input_size)
-    if size is None:
-        raise ValueError(f"UNet cannot take an input side of {input_size}: {nearest_sizes(input_size)}")
-    return size
-
-
-def nearest_sizes(size: int) -> str:
-    """The valid input sides nearest to ``size``, for error messages."""
-    below = next((s for s in range(size, 0, -1) if _trace(s) is not None), None)
-    above = next(s for s in itertools.count(max(size, 1)) if _trace(s) is not None)  # every 16 from 188
-    if below is None:
-        return f"the smallest valid side is {above}"
-    return f"the nearest valid sides are {below} and {above}"
-
-
-def border(input_size: int) -> int:
-    """Pixels lost on each side: (input - output) / 2; 92 at the paper's 572 -> 388."""
-    return (input_size - output_size(input_size)) // 2

@@ -6,6 +6,7 @@ ConvBnRelu and a 2x2 max-pool (widths 24, 64, 128, 256, 512, 768), one ConvBnRel
 and six decoder stages that upsample bilinearly to the skip's size, concatenate it and apply three
 ConvBnRelu (widths 512, 256, 128, 64, 24, 24); a 1x1 convolution gives one channel of logits.
 35,371,873 parameters. The output has the input's size; height and width must be divisible by 64.
+A width multiplier scales every channel count, for small machines (0.25 runs on a laptop CPU).
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ DECODER_WIDTHS = (512, 256, 128, 64, 24, 24)
 DIVISOR = 2 ** len(ENCODER_WIDTHS)  # six poolings
 
 
+def scaled(widths: tuple[int, ...], multiplier: float) -> list[int]:
+    """Channel counts times ``multiplier``, rounded, at least 1."""
+    if multiplier <= 0:
+        raise ValueError(f"width multiplier must be positive, got {multiplier}")
+    return [max(1, round(width * multiplier)) for width in widths]
+
+
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
@@ -30,24 +38,28 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
 class UNet1024(nn.Module):
     """Input (N, 3, H, W), H and W divisible by 64 -> logits (N, 1, H, W)."""
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 1) -> None:
+    def __init__(self, in_channels: int = 3, out_channels: int = 1, width: float = 1.0) -> None:
         super().__init__()
+        encoder_widths = scaled(ENCODER_WIDTHS, width)
+        decoder_widths = scaled(DECODER_WIDTHS, width)
         self.down = nn.ModuleList()
         previous = in_channels
-        for width in ENCODER_WIDTHS:
-            self.down.append(nn.Sequential(_conv_bn_relu(previous, width), _conv_bn_relu(width, width)))
-            previous = width
+        for channels in encoder_widths:
+            self.down.append(
+                nn.Sequential(_conv_bn_relu(previous, channels), _conv_bn_relu(channels, channels))
+            )
+            previous = channels
         self.centre = _conv_bn_relu(previous, previous)
         self.up = nn.ModuleList()
-        for skip, width in zip(reversed(ENCODER_WIDTHS), DECODER_WIDTHS, strict=True):
+        for skip, channels in zip(reversed(encoder_widths), decoder_widths, strict=True):
             self.up.append(
                 nn.Sequential(
-                    _conv_bn_relu(previous + skip, width),
-                    _conv_bn_relu(width, width),
-                    _conv_bn_relu(width, width),
+                    _conv_bn_relu(previous + skip, channels),
+                    _conv_bn_relu(channels, channels),
+                    _conv_bn_relu(channels, channels),
                 )
             )
-            previous = width
+            previous = channels
         self.head = nn.Conv2d(previous, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

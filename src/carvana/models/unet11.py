@@ -4,7 +4,8 @@ The encoder is torchvision's VGG11 (convolutions at indices 0, 3, 6, 8, 11, 13, 
 ``features``, ReLU, five 2x2 poolings). A decoder block is a 3x3 convolution with ReLU (in -> mid)
 and a stride-2 transposed convolution (kernel 3, padding 1, output padding 1) with ReLU
 (mid -> out). With num_filters = 32 the network has 22,927,393 parameters. Height and width must
-be divisible by 32.
+be divisible by 32. A width multiplier below 1 scales the encoder and decoder alike, for small
+machines; the encoder is then VGG11-shaped but no longer VGG11, so it cannot take ImageNet weights.
 
 ImageNet weights are read from torchvision's cache (``torch.hub.get_dir()/checkpoints``) and never
 downloaded by the pipeline: a missing file is an error that says where to put it.
@@ -20,6 +21,21 @@ from torch import nn
 
 DIVISOR = 32
 VGG11_WEIGHTS_FILE = "vgg11-8a719046.pth"
+VGG11_LAYERS: list[int | str] = [
+    64,
+    "M",
+    128,
+    "M",
+    256,
+    256,
+    "M",
+    512,
+    512,
+    "M",
+    512,
+    512,
+    "M",
+]  # torchvision's "A"
 
 
 def _conv_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -38,8 +54,17 @@ def vgg11_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG11_WEIGHTS_FILE
 
 
-def load_vgg11_features(pretrained: bool) -> nn.Sequential:
-    """torchvision's VGG11 ``features``, with ImageNet weights from the local cache if asked."""
+def load_vgg11_features(pretrained: bool, width: float = 1.0) -> nn.Sequential:
+    """torchvision's VGG11 ``features``, with ImageNet weights from the local cache if asked.
+
+    ``width`` != 1 gives the same layer sequence with every channel count scaled (no weights).
+    """
+    if width != 1.0:
+        if pretrained:
+            raise ValueError(f"ImageNet weights exist for VGG11 at width 1 only, got width {width}")
+        layers = [layer if layer == "M" else round(int(layer) * width) for layer in VGG11_LAYERS]
+        scaled: nn.Sequential = torchvision.models.vgg.make_layers(layers)
+        return scaled
     vgg = torchvision.models.vgg11(weights=None)
     if pretrained:
         path = vgg11_weights_path()
@@ -57,9 +82,16 @@ def load_vgg11_features(pretrained: bool) -> nn.Sequential:
 class UNet11(nn.Module):
     """Input (N, 3, H, W), H and W divisible by 32 -> logits (N, 1, H, W)."""
 
-    def __init__(self, num_filters: int = 32, pretrained: bool = False, out_channels: int = 1) -> None:
+    def __init__(
+        self, num_filters: int = 32, pretrained: bool = False, out_channels: int = 1, width: float = 1.0
+    ) -> None:
         super().__init__()
-        features = load_vgg11_features(pretrained)
+        if width <= 0 or (32 * width) % 1 or (num_filters * width) % 1:
+            raise ValueError(
+                f"width multiplier must be a positive multiple of 1/32 that keeps num_filters * width whole "
+                f"(e.g. 0.125, 0.25, 0.5), got {width}"
+            )
+        features = load_vgg11_features(pretrained, width)
         self.pool = nn.MaxPool2d(2, 2)
         relu = nn.ReLU(inplace=True)
         self.conv1 = nn.Sequential(features[0], relu)
@@ -67,7 +99,7 @@ class UNet11(nn.Module):
         self.conv3 = nn.Sequential(features[6], relu, features[8], relu)
         self.conv4 = nn.Sequential(features[11], relu, features[13], relu)
         self.conv5 = nn.Sequential(features[16], relu, features[18], relu)
-        f = num_filters
+        f = round(num_filters * width)
         self.centre = _decoder_block(f * 16, f * 16, f * 8)
         self.dec5 = _decoder_block(f * (16 + 8), f * 16, f * 8)
         self.dec4 = _decoder_block(f * (16 + 8), f * 16, f * 4)

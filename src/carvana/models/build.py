@@ -1,0 +1,31 @@
+"""A configured model's network: spec in, ``torch.nn.Module`` out (logits, one channel)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from carvana.models.spec import SMP_ARCH, ModelSpec, arch_info
+from carvana.models.unet import UNet
+from carvana.models.unet11 import UNet11
+from carvana.models.unet1024 import UNet1024
+
+UNET_WIDTH = 64  # the paper's first-stage width, which ModelSpec.width multiplies
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """The network of ``spec``, freshly initialised (or with ImageNet encoder weights if asked)."""
+    if spec.arch == "unet":
+        return UNet(width=max(1, round(UNET_WIDTH * spec.width)))
+    if spec.arch == "unet1024":
+        return UNet1024(width=spec.width)
+    if spec.arch == "unet11":
+        return UNet11(pretrained=spec.pretrained, width=spec.width)
+    if arch_info(spec.arch) is SMP_ARCH and spec.encoder:
+        from carvana.models.smp_models import build_smp
+
+        return build_smp(spec.arch, spec.encoder, spec.pretrained)
+    raise ValueError(f"no builder for architecture {spec.arch!r}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())

@@ -1,0 +1,49 @@
+"""Any segmentation-models-pytorch architecture and encoder, named in config (``smp.Unet`` with
+``encoder: resnet34``), so the ensemble can grow by config alone.
+
+smp 0.6 fetches encoder weights from the Hugging Face hub. The pipeline runs offline: the hub is
+put in offline mode, so weights come from its local cache only, and a miss is an error that says
+where the cache is.
+"""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from carvana.models.spec import SMP_PREFIX
+
+
+def check_encoder(encoder: str) -> None:
+    """ValueError listing smp's encoders unless ``encoder`` is one of them (imports smp: seconds)."""
+    import segmentation_models_pytorch as smp
+
+    encoders = smp.encoders.get_encoder_names()
+    if encoder not in encoders:
+        raise ValueError(f"unknown smp encoder {encoder!r}; valid: {', '.join(encoders)}")
+
+
+def build_smp(arch: str, encoder: str, pretrained: bool) -> nn.Module:
+    """``arch`` as in config (``smp.Unet``); one output channel of logits at the input's size."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import segmentation_models_pytorch as smp
+
+    check_encoder(encoder)
+    name = arch.removeprefix(SMP_PREFIX)
+    try:
+        model: nn.Module = smp.create_model(
+            name, encoder_name=encoder, encoder_weights="imagenet" if pretrained else None, classes=1
+        )
+    except Exception as error:  # the hub's offline miss comes in several exception types
+        if not pretrained:
+            raise
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise FileNotFoundError(
+            f"ImageNet weights for the smp encoder {encoder!r} are not in the Hugging Face cache "
+            f"({HF_HUB_CACHE}); the pipeline does not download them. Fetch them once on a machine "
+            "with network (smp.create_model with encoder_weights='imagenet') and copy the cache here, "
+            f"set HF_HOME to a folder that holds them, or set pretrained: false ({error})"
+        ) from error
+    return model

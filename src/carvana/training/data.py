@@ -1,0 +1,115 @@
+"""The training and validation images of one fold, as (input, target) tensors.
+
+Each item reads a JPEG and its mask, resizes both to the model's ``input_size``, applies the
+albumentations pipeline (training only) and turns the image into the network's input
+(``carvana.models.inference``). The original UNet trains on random overlap tiles: the input is a
+tile of the mirror-padded image and the target is the tile's output region of the mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import albumentations as A  # noqa: N812
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from carvana.data.images import read_image, read_mask
+from carvana.layout import DatasetPaths
+from carvana.models.inference import network_input, resize, tile_grid
+from carvana.models.spec import AugmentSpec, ModelSpec
+from carvana.models.tiling import mirror_pad
+
+
+@dataclass(frozen=True)
+class FoldImages:
+    """Image names (``<carid>_<NN>.jpg``) to train on and to hold out for fold ``fold``."""
+
+    fold: int
+    train: list[str]
+    held_out: list[str]
+
+
+def fold_images(folds_path: Path, fold: int) -> FoldImages:
+    """Split folds.csv (img, car_id, fold) into the images of ``fold`` and all the others."""
+    table = pd.read_csv(folds_path)
+    folds = sorted(int(f) for f in table["fold"].unique())
+    if fold not in folds:
+        raise ValueError(f"fold {fold} is not in {folds_path}; its folds are {folds}")
+    held_out = table["fold"] == fold
+    return FoldImages(fold, sorted(table.loc[~held_out, "img"]), sorted(table.loc[held_out, "img"]))
+
+
+def augmentations(augment: AugmentSpec, seed: int) -> A.Compose:
+    """Horizontal flip, shift/scale/rotate (mirrored border) and brightness/contrast/HSV jitter."""
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=augment.hflip_p),
+            A.Affine(
+                translate_percent=(-augment.shift, augment.shift),
+                scale=(1 - augment.scale, 1 + augment.scale),
+                rotate=(-augment.rotate, augment.rotate),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=augment.affine_p,
+            ),
+            A.RandomBrightnessContrast(
+                brightness_limit=augment.brightness, contrast_limit=augment.contrast, p=augment.color_p
+            ),
+            A.HueSaturationValue(
+                hue_shift_limit=augment.hue,
+                sat_shift_limit=augment.saturation,
+                val_shift_limit=augment.value,
+                p=augment.color_p,
+            ),
+        ],
+        seed=seed,
+    )
+
+
+class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Items (input (3, H', W') float32, target (1, h, w) float32 0/1) for the given images.
+
+    ``train``: augment, and for the original UNet cut a random tile. Otherwise the input is the
+    whole (padded) image and the target the mask at ``input_size``.
+    """
+
+    def __init__(self, paths: DatasetPaths, images: list[str], spec: ModelSpec, train: bool) -> None:
+        if not images:
+            raise ValueError("no images to train or validate on")
+        self.paths, self.images, self.spec, self.train = paths, images, spec, train
+        self.transform = augmentations(spec.augment, spec.seed) if train else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """Image (H, W, 3) and mask (H, W) 0/1 at ``input_size``, before augmentation."""
+        img = self.images[index]
+        image = np.asarray(resize(read_image(self.paths.image_path("train", img)), self.spec.input_size))
+        mask = np.asarray(resize(read_mask(self.paths.mask_path(img)), self.spec.input_size, nearest=True))
+        return image.astype(np.uint8), mask.astype(np.uint8)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.read(index)
+        if self.transform is not None:
+            augmented: dict[str, Any] = self.transform(image=image, mask=mask)
+            image, mask = augmented["image"], augmented["mask"]
+        inputs = network_input(image, self.spec)
+        grid = tile_grid(self.spec)
+        if grid is not None and self.train:
+            padded_mask = mirror_pad(mask, grid.padding)
+            # torch's generator: seeded per DataLoader worker, unlike a numpy one copied into each
+            top = int(torch.randint(0, grid.padded_size[0] - grid.tile_size[0] + 1, ()))
+            left = int(torch.randint(0, grid.padded_size[1] - grid.tile_size[1] + 1, ()))
+            inputs = inputs[:, top : top + grid.tile_size[0], left : left + grid.tile_size[1]]
+            out_h, out_w = grid.output_size
+            b = grid.border
+            mask = padded_mask[top + b : top + b + out_h, left + b : left + b + out_w]
+        target = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)[None])
+        return torch.from_numpy(np.ascontiguousarray(inputs)), target

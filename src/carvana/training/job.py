@@ -1,0 +1,281 @@
+"""One training job: model ``spec`` on fold ``fold``, resumable, then its out-of-fold maps.
+
+The job's folder (``run_dir``) holds::
+
+    weights.pt        best weights by held-out Dice, with the spec (what prediction loads)
+    metrics.csv       one row per epoch: epoch, train_loss, val_loss, val_dice, lr
+    oof/<img>.png     held-out probability maps at the image's own size, uint8 (p * 255)
+    oof_dice.csv      img, car_id, dice at threshold 0.5 at the image's own size
+    checkpoints/      last.ckpt (every epoch) and best.ckpt
+    fingerprint       what the checkpoints were trained on
+    logs/             Lightning's CSV and TensorBoard logs (held-out predictions drawn per epoch)
+
+Lightning writes ``last.ckpt`` every epoch and the job resumes from it, so a killed job loses at
+most one epoch. A checkpoint is only resumed when its fingerprint (the spec, the fold's images
+and the training masks) matches; otherwise training starts afresh. The workflow declares only
+the first four as outputs: Snakemake deletes a job's outputs before running it again, and the
+checkpoints must survive that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from carvana.atomic import atomic_path, write_text
+from carvana.data.images import read_image, read_mask
+from carvana.layout import DatasetPaths, car_of
+from carvana.metrics import dice
+from carvana.models.inference import prepare_image, probabilities_at
+from carvana.models.spec import ModelSpec
+from carvana.training.data import FoldImages, SegmentationDataset, fold_images
+
+OOF_THRESHOLD = 0.5  # for the per-image table; the tuning stage searches its own
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    data_dir: Path
+    folds_path: Path
+    run_dir: Path
+
+    @property
+    def weights_path(self) -> Path:
+        return self.run_dir / "weights.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.csv"
+
+    @property
+    def oof_dir(self) -> Path:
+        return self.run_dir / "oof"
+
+    @property
+    def oof_dice_path(self) -> Path:
+        return self.run_dir / "oof_dice.csv"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where the job runs: Lightning's accelerator and device count, and the precision it uses."""
+
+    accelerator: str
+    devices: int
+    precision: str
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(self.precision)
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device("cuda" if self.accelerator == "gpu" else "cpu")
+
+
+def choose_device(spec: ModelSpec) -> Device:
+    """GPUs when the model asks for them and CUDA has them, else the CPU. ``precision: auto`` is
+    bf16 where the GPU supports it, else fp16; bf16 on a CPU (about 2x faster than float32 there)."""
+    if spec.gpu > 0 and torch.cuda.is_available():
+        available = torch.cuda.device_count()
+        if spec.gpu > available:
+            print(
+                f"warning: model {spec.name!r} asks for {spec.gpu} GPUs, {available} visible; "
+                f"using {available}"
+            )
+        precision = spec.precision
+        if precision == "auto":
+            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return Device("gpu", min(spec.gpu, available), precision)
+    if spec.precision == "16-mixed":
+        raise ValueError(
+            f"model {spec.name!r}: precision 16-mixed needs a GPU; use bf16-mixed or 32-true on a CPU"
+        )
+    return Device("cpu", 1, "bf16-mixed" if spec.precision == "auto" else spec.precision)
+
+
+def fingerprint(spec: ModelSpec, fold: FoldImages, paths: DatasetPaths) -> str:
+    """What a checkpoint was trained on: the spec, the fold's split and the training masks."""
+    digest = hashlib.sha256()
+    digest.update(spec.to_json().encode())
+    digest.update(json.dumps([fold.fold, fold.train, fold.held_out]).encode())
+    digest.update(paths.train_masks_csv_path.read_bytes())
+    return digest.hexdigest()
+
+
+def train(spec: ModelSpec, fold: int, paths: TrainPaths) -> dict[str, Any]:
+    """Train (or resume), write the best weights, metrics and OOF outputs; return a summary."""
+    cv2.setNumThreads(1)  # once, in the parent, before any DataLoader worker forks
+    import lightning as L  # noqa: N812
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from torch.utils.data import DataLoader
+
+    from carvana.training.task import SegmentationTask
+
+    dataset = DatasetPaths(paths.data_dir)
+    images = fold_images(paths.folds_path, fold)
+    device = choose_device(spec)
+    torch.set_num_threads(spec.threads)
+    print(
+        f"training {spec.name} ({spec.arch}) fold {fold}: {len(images.train)} images, "
+        f"{len(images.held_out)} held out; {device.accelerator} x{device.devices}, {device.precision}, "
+        f"{spec.epochs} epochs of batch {spec.batch_size}",
+        flush=True,
+    )
+    last = _resumable_checkpoint(paths, fingerprint(spec, images, dataset))
+    L.seed_everything(spec.seed + fold, workers=True, verbose=False)
+
+    def loader(names: list[str], shuffle: bool) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        return DataLoader(
+            SegmentationDataset(dataset, names, spec, train=shuffle),
+            batch_size=spec.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(names) > spec.batch_size,  # no batch of one through BatchNorm
+            num_workers=spec.workers,
+            persistent_workers=spec.workers > 0,
+            pin_memory=device.accelerator == "gpu",
+        )
+
+    checkpoints = ModelCheckpoint(
+        dirpath=paths.checkpoint_dir,
+        filename="best",
+        monitor="val_dice",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    steps = max(1, len(images.train) // spec.batch_size)
+    trainer = L.Trainer(
+        max_epochs=spec.epochs,
+        accelerator=device.accelerator,
+        devices=device.devices,
+        precision=device.precision,  # type: ignore[arg-type]
+        logger=[CSVLogger(paths.log_dir, name="csv"), TensorBoardLogger(paths.log_dir, name="tensorboard")],
+        callbacks=[
+            checkpoints,
+            TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else max(1, steps // 4)),
+        ],
+        log_every_n_steps=max(1, min(50, steps)),
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+    task = SegmentationTask(spec.to_json())
+    trainer.fit(task, loader(images.train, True), loader(images.held_out, False), ckpt_path=last)
+    if trainer.global_rank != 0:
+        return {}
+    best_path = Path(checkpoints.best_model_path or paths.checkpoint_dir / "best.ckpt")
+    best = torch.load(best_path, map_location="cpu", weights_only=False)
+    task.load_state_dict(best["state_dict"])
+    network = task.network.to(device.torch_device).eval()
+    best_epoch = int(best["epoch"]) + 1
+    with atomic_path(paths.weights_path) as temporary:
+        torch.save(
+            {"spec": spec.to_json(), "fold": fold, "epoch": best_epoch, "state_dict": network.state_dict()},
+            temporary,
+        )
+    metrics = epoch_metrics(paths.log_dir / "csv")
+    with atomic_path(paths.metrics_path) as temporary:
+        metrics.to_csv(temporary, index=False)
+    table = write_oof(network, spec, device, dataset, images.held_out, paths)
+    summary = {"best_epoch": best_epoch, "oof_dice": float(table["dice"].mean()), "held_out": len(table)}
+    print(
+        f"{spec.name} fold {fold}: best epoch {best_epoch}, OOF Dice {summary['oof_dice']:.5f} "
+        f"on {len(table)} held-out images at their own size",
+        flush=True,
+    )
+    return summary
+
+
+def _resumable_checkpoint(paths: TrainPaths, run_fingerprint: str) -> Path | None:
+    """``last.ckpt`` if it was made by this very run; otherwise clear old checkpoints and logs."""
+    stamp = paths.run_dir / "fingerprint"  # beside, not in, the folder Lightning checks is empty
+    last = paths.checkpoint_dir / "last.ckpt"
+    if stamp.is_file() and stamp.read_text().strip() == run_fingerprint:
+        if last.is_file():
+            print(f"resuming from {last}", flush=True)
+            return last
+        return None
+    if paths.checkpoint_dir.exists() or paths.log_dir.exists():
+        print(
+            f"config, fold or data changed since the checkpoints in {paths.run_dir} were made: "
+            "starting afresh"
+        )
+    for folder in (paths.checkpoint_dir, paths.log_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    write_text(stamp, run_fingerprint + "\n")
+    return None
+
+
+def epoch_metrics(csv_dir: Path) -> pd.DataFrame:
+    """One row per epoch (from 1) from Lightning's CSV logs; a resumed run's rows win."""
+    columns = ["epoch", "train_loss", "val_loss", "val_dice", "lr"]
+    versions = sorted(csv_dir.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    frames = [pd.read_csv(path) for path in versions if path.stat().st_size]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    logged = pd.concat(frames, ignore_index=True)
+    logged = logged[[c for c in columns if c in logged.columns]]
+    table = logged.groupby("epoch", as_index=False).last()  # last non-null value per column
+    table["epoch"] = table["epoch"].astype(int) + 1
+    return table.reindex(columns=columns)
+
+
+@torch.no_grad()
+def write_oof(
+    network: torch.nn.Module,
+    spec: ModelSpec,
+    device: Device,
+    dataset: DatasetPaths,
+    held_out: list[str],
+    paths: TrainPaths,
+) -> pd.DataFrame:
+    """Probability maps of the held-out images at their own size (uint8 PNG) and their Dice."""
+    from carvana.models.inference import logits_at_input_size
+
+    rows = []
+    with atomic_path(paths.oof_dir) as oof_dir:
+        oof_dir.mkdir()
+        for start in range(0, len(held_out), spec.batch_size):
+            names = held_out[start : start + spec.batch_size]
+            images = [read_image(dataset.image_path("train", name)) for name in names]
+            batch = torch.from_numpy(np.stack([prepare_image(image, spec) for image in images]))
+            batch = batch.to(device.torch_device).contiguous(memory_format=torch.channels_last)
+            dtype = device.autocast_dtype
+            with torch.autocast(device.torch_device.type, dtype=dtype, enabled=dtype is not None):
+                logits = logits_at_input_size(network, batch, spec)
+            for name, image, logit in zip(names, images, logits, strict=True):
+                probability = probabilities_at(logit[0], image.shape[:2])
+                encoded = np.round(probability * 255).astype(np.uint8)
+                if not cv2.imwrite(str(oof_dir / oof_name(name)), encoded):
+                    raise OSError(f"could not write {oof_dir / oof_name(name)}")
+                truth = read_mask(dataset.mask_path(name))
+                rows.append((name, car_of(name), dice(encoded / 255 >= OOF_THRESHOLD, truth)))  # as read back
+    table = pd.DataFrame(rows, columns=["img", "car_id", "dice"])
+    with atomic_path(paths.oof_dice_path) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6f")
+    return table
+
+
+def oof_name(img: str) -> str:
+    """``<carid>_<NN>.png`` for the image ``<carid>_<NN>.jpg``."""
+    return img.removesuffix(".jpg") + ".png"

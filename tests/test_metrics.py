@@ -1,0 +1,35 @@
+"""Dice, worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from carvana.metrics import dice, dice_per_image
+
+
+def test_dice_of_a_hand_made_pair() -> None:
+    # prediction 3 pixels, truth 2 pixels, 1 in common: 2 * 1 / (3 + 2) = 0.4
+    prediction = np.array([[1, 1, 0], [1, 0, 0]])
+    truth = np.array([[1, 0, 0], [0, 0, 1]])
+    assert dice(prediction, truth) == pytest.approx(0.4)
+    assert dice(truth, truth) == 1.0
+    assert dice(np.zeros((2, 3)), np.zeros((2, 3))) == 1.0  # both empty: exactly right
+    assert dice(np.zeros((2, 3)), truth) == 0.0
+
+
+def test_batched_dice_equals_the_per_image_one() -> None:
+    rng = np.random.default_rng(3)
+    prediction = rng.random((4, 1, 5, 7)) > 0.5
+    truth = rng.random((4, 1, 5, 7)) > 0.4
+    truth[3] = prediction[3] = False  # an empty pair scores 1
+    expected = [dice(p[0], t[0]) for p, t in zip(prediction, truth, strict=True)]
+    assert expected[3] == 1.0 and 0 < min(expected[:3]) < 1
+    got = dice_per_image(torch.from_numpy(prediction), torch.from_numpy(truth))
+    assert got.tolist() == pytest.approx(expected)
+
+
+def test_dice_refuses_masks_of_different_sizes() -> None:
+    with pytest.raises(ValueError, match=r"prediction is \(2, 3\), truth is \(3, 2\)"):
+        dice(np.zeros((2, 3)), np.zeros((3, 2)))

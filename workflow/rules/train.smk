@@ -1,0 +1,31 @@
+# Training: every configured model on every fold, each job resumable from its last checkpoint.
+
+
+rule train:
+    input:
+        folds=FOLDS,
+        train_masks_csv=dataset_inputs()["train_masks_csv"],
+        train=dataset_inputs()["train"],
+        train_masks=dataset_inputs()["train_masks"],
+        source=model_source,
+    output:
+        weights=f"{RUN_DIR}/weights.pt",
+        metrics=f"{RUN_DIR}/metrics.csv",
+        oof=directory(f"{RUN_DIR}/oof"),
+        oof_dice=f"{RUN_DIR}/oof_dice.csv",
+    log:
+        "results/logs/train/{model}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train/{model}_fold{fold}.tsv"
+    conda:
+        ENV
+    threads: model_threads
+    resources:
+        gpu=model_gpus,
+    params:
+        data_dir=data_dir_of_input,
+        run_dir=RUN_DIR,
+        spec=model_json,
+    shell:
+        "carvana train --model {wildcards.model} --fold {wildcards.fold} --model-json {params.spec:q} "
+        "--data-dir {params.data_dir} --folds-path {input.folds} --run-dir {params.run_dir} 2>&1 | tee {log}"
