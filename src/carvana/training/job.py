@@ -121,6 +121,21 @@ def fingerprint(spec: ModelSpec, fold: FoldImages, paths: DatasetPaths) -> str:
     return digest.hexdigest()
 
 
+def _atomic_checkpoints() -> Any:
+    """Lightning's checkpoint writer, writing beside the target and renaming: a job killed while
+    saving leaves the previous ``last.ckpt`` whole (Lightning's own writer truncates it first)."""
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(
+            self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+        ) -> None:
+            with atomic_path(path) as temporary:
+                super().save_checkpoint(checkpoint, temporary, storage_options)
+
+    return AtomicCheckpointIO()
+
+
 def train(spec: ModelSpec, fold: int, paths: TrainPaths) -> dict[str, Any]:
     """Train (or resume), write the best weights, metrics and OOF outputs; return a summary."""
     cv2.setNumThreads(1)  # once, in the parent, before any DataLoader worker forks
@@ -177,6 +192,7 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths) -> dict[str, Any]:
         ],
         log_every_n_steps=max(1, min(50, steps)),
         num_sanity_val_steps=0,
+        plugins=[_atomic_checkpoints()],
         enable_model_summary=False,
     )
     task = SegmentationTask(spec.to_json())

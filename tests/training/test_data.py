@@ -1,0 +1,64 @@
+"""Fold datasets: inputs and targets line up, for the padded networks and the UNet's tiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from carvana.data.images import read_mask
+from carvana.layout import DatasetPaths
+from carvana.models.inference import MEAN, STD, resize
+from carvana.models.spec import ModelSpec
+from carvana.training.data import SegmentationDataset, fold_images
+
+NO_AUGMENT = {"hflip_p": 0.0, "affine_p": 0.0, "color_p": 0.0}
+
+
+def test_fold_images_split_by_the_folds_table(tmp_path: Path) -> None:
+    folds = tmp_path / "folds.csv"
+    folds.write_text("img,car_id,fold\nb_01.jpg,b,1\na_01.jpg,a,0\na_02.jpg,a,0\n")
+    split = fold_images(folds, 0)
+    assert (split.train, split.held_out) == (["b_01.jpg"], ["a_01.jpg", "a_02.jpg"])
+    with pytest.raises(ValueError, match=r"fold 2 is not in .*; its folds are \[0, 1\]"):
+        fold_images(folds, 2)
+
+
+def test_padded_network_items_are_the_resized_image_and_mask(tiny_dataset) -> None:
+    paths = DatasetPaths(tiny_dataset.data_dir)
+    name = sorted(p.name for p in paths.train_dir.iterdir())[0]
+    spec = ModelSpec.from_entry("m", {"arch": "unet1024", "input_size": [64, 128], "augment": NO_AUGMENT})
+    inputs, target = SegmentationDataset(paths, [name], spec, train=True)[0]
+    assert inputs.shape == (3, 64, 128) and target.shape == (1, 64, 128)
+    expected = resize(read_mask(paths.mask_path(name)), (64, 128), nearest=True)
+    assert expected.any() and (target[0].numpy() == expected).all()
+
+
+def test_unet_training_tiles_pair_the_tiles_centre_with_its_mask(tiny_dataset) -> None:
+    # at input 40x60 a 204x220 tile gives a 20x36 output; its centre can start at any row 0..20
+    # and column 0..24 of the image, never in the mirrored border. Whatever the crop, the target
+    # must be the mask under the tile's centre.
+    paths = DatasetPaths(tiny_dataset.data_dir)
+    name = sorted(p.name for p in paths.train_dir.iterdir())[5]
+    spec = ModelSpec.from_entry(
+        "m", {"arch": "unet", "input_size": [40, 60], "tile_size": [204, 220], "augment": NO_AUGMENT}
+    )
+    dataset = SegmentationDataset(paths, [name], spec, train=True)
+    image, mask = dataset.read(0)
+    assert mask.any() and not mask.all()
+    places = set()
+    for _ in range(8):
+        inputs, target = dataset[0]
+        assert inputs.shape == (3, 204, 220) and target.shape == (1, 20, 36)
+        centre = inputs[:, 92:-92, 92:-92].numpy().transpose(1, 2, 0) * STD + MEAN  # back to pixels
+        errors = {
+            (top, left): np.abs(image[top : top + 20, left : left + 36] - centre).mean()
+            for top in range(0, 40 - 20 + 1)
+            for left in range(0, 60 - 36 + 1)
+        }
+        top, left = min(errors, key=errors.__getitem__)
+        assert errors[(top, left)] < 0.01  # the centre is this window of the image, exactly
+        assert (target[0].numpy() == mask[top : top + 20, left : left + 36]).all()
+        places.add((top, left))
+    assert len(places) > 1  # the crops are random
