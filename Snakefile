@@ -1,5 +1,6 @@
 # The Carvana Image Masking Challenge pipeline: a table of contents.
 # data (synthesize | import_local) -> validate_data -> make_folds -> train {model} x {fold}
+# -> tune_threshold
 
 
 configfile: "config.yaml"
@@ -9,6 +10,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/folds.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/tune.smk"
 
 
 rule all:
@@ -18,3 +20,4 @@ rule all:
         FOLDS,
         trained("weights"),
         trained("oof_dice"),
+        THRESHOLDS,

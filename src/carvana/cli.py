@@ -125,6 +125,21 @@ def _models(args: argparse.Namespace) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
+def _tune_threshold(args: argparse.Namespace) -> None:
+    from carvana.tuning.threshold import ThresholdGrid
+    from carvana.tuning.tune import TunePaths, tune
+
+    grid = ThresholdGrid(*args.thresholds)
+    paths = TunePaths(args.data_dir, args.folds_path, args.models_dir, args.out_dir)
+    result = tune(paths, args.model, grid)
+    for model, best in result["models"].items():
+        print(f"{model}: OOF Dice {best['dice']:.5f} at threshold {best['threshold']:.2f}")
+    print(
+        f"ensemble of {len(args.model)}: OOF Dice {result['ensemble']['dice']:.5f} at threshold "
+        f"{result['threshold']:.2f} over {result['images']} images; in {args.out_dir}"
+    )
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -192,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir", type=Path, default=None, help="default: results/models/<model>/fold<fold>"
     )
     train.set_defaults(run=_train)
+
+    tune = stages.add_parser("tune-threshold", help="OOF Dice against threshold; choose the ensemble's")
+    tune.add_argument("--data-dir", type=Path, required=True)
+    tune.add_argument("--folds-path", type=Path, required=True)
+    tune.add_argument("--models-dir", type=Path, required=True, help="holds <model>/fold<k>/oof/")
+    tune.add_argument("--model", action="append", required=True, help="an ensemble member; repeat for each")
+    tune.add_argument(
+        "--thresholds", type=float, nargs=3, default=(0.30, 0.70, 0.01), metavar=("START", "STOP", "STEP")
+    )
+    tune.add_argument("--out-dir", type=Path, required=True)
+    tune.set_defaults(run=_tune_threshold)
 
     models = stages.add_parser("models", help="list the configured models with their parameter counts")
     models.add_argument("--config-file", type=Path, default=Path("config.yaml"))

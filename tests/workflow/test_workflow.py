@@ -91,7 +91,7 @@ def test_lint_is_clean(tmp_path: Path) -> None:
 def test_dry_run_plans_the_data_stages(tmp_path: Path) -> None:
     result = _snakemake(_workflow_copy(tmp_path), "-n", "--quiet", "rules")
     text = result.stdout + result.stderr
-    for rule in ("synthesize", "validate_data", "make_folds", "train"):
+    for rule in ("synthesize", "validate_data", "make_folds", "train", "tune_threshold"):
         assert rule in text
     assert "import_local" not in text  # one data source per run
 
@@ -210,6 +210,13 @@ def test_tiny_run_trains_every_model_on_every_fold_then_nothing_to_do(tmp_path: 
             assert (work / f"results/benchmarks/train/{model}_fold{fold}.tsv").is_file()
             assert "OOF Dice" in (work / f"results/logs/train/{model}_fold{fold}.log").read_text()
 
+    thresholds = json.loads((work / "results/tuning/thresholds.json").read_text())
+    assert set(thresholds["models"]) == set(TINY_MODELS)
+    assert 0.3 <= thresholds["threshold"] <= 0.7
+    scores = pd.read_csv(work / "results/tuning/oof_scores.csv")
+    assert len(scores) == 4 * 3  # three models and the ensemble x (all, fold 0, fold 1)
+    assert scores["dice"].between(0, 1).all()
+
     again = _snakemake(work, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -220,6 +227,7 @@ def test_tiny_run_trains_every_model_on_every_fold_then_nothing_to_do(tmp_path: 
     plan = _snakemake(work, "-n")
     text = plan.stdout + plan.stderr
     assert re.search(r"train\s+2\b", text), text[-2000:]
+    assert re.search(r"tune_threshold\s+1\b", text)
     assert "wildcards: model=unet11, fold=0" in text and "wildcards: model=unet11, fold=1" in text
     assert "model=unet1024" not in text and "model=unet," not in text
 

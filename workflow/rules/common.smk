@@ -41,6 +41,7 @@ TRUTH = "results/truth/test_masks.csv"  # true masks of the generated test set, 
 DATA_REPORT = "results/data_report.json"
 FOLDS = "results/folds.csv"
 RUN_DIR = "results/models/{model}/fold{fold}"  # one training job's folder
+THRESHOLDS = "results/tuning/thresholds.json"
 
 
 wildcard_constraints:
@@ -143,3 +144,18 @@ def model_threads(wildcards):
 
 def model_gpus(wildcards):
     return MODELS[wildcards.model].gpu
+
+
+def models_dir_of_input(wildcards, input):
+    """The folder of every model's runs, read off an OOF folder: <models>/<model>/fold<k>/oof."""
+    return str(Path(input.oof[0]).parents[2])
+
+
+def folder_of_thresholds(wildcards, output):
+    return str(Path(output.thresholds).parent)
+
+
+def tune_args():
+    grid = config["tune"]["thresholds"]
+    models = " ".join(f"--model {name}" for name in MODELS)
+    return f"{models} --thresholds {grid['start']} {grid['stop']} {grid['step']}"

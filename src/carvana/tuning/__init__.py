@@ -1,0 +1,1 @@
+"""Out-of-fold threshold tuning."""

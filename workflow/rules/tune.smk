@@ -1,0 +1,26 @@
+# Out-of-fold threshold tuning: the ensemble's threshold, chosen on every training image.
+
+
+rule tune_threshold:
+    input:
+        folds=FOLDS,
+        train_masks_csv=dataset_inputs()["train_masks_csv"],
+        oof=trained("oof"),
+    output:
+        thresholds=THRESHOLDS,
+        scores="results/tuning/oof_scores.csv",
+        plot="results/tuning/dice_vs_threshold.png",
+    log:
+        "results/logs/tune_threshold.log",
+    benchmark:
+        "results/benchmarks/tune_threshold.tsv"
+    conda:
+        ENV
+    params:
+        data_dir=data_dir_of_input,
+        models_dir=models_dir_of_input,
+        out_dir=folder_of_thresholds,
+        args=tune_args(),
+    shell:
+        "carvana tune-threshold --data-dir {params.data_dir} --folds-path {input.folds} "
+        "--models-dir {params.models_dir} --out-dir {params.out_dir} {params.args} 2>&1 | tee {log}"
