@@ -1,6 +1,6 @@
 # The Carvana Image Masking Challenge pipeline: a table of contents.
 # data (synthesize | import_local) -> validate_data -> make_folds -> train {model} x {fold}
-# -> tune_threshold
+# -> tune_threshold -> predict {shard} -> submission -> validate_submission, score
 
 
 configfile: "config.yaml"
@@ -11,6 +11,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/folds.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tune.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/submit.smk"
 
 
 rule all:
@@ -21,3 +23,4 @@ rule all:
         trained("weights"),
         trained("oof_dice"),
         THRESHOLDS,
+        final_outputs(),

@@ -140,6 +140,67 @@ def _tune_threshold(args: argparse.Namespace) -> None:
     )
 
 
+def _predict(args: argparse.Namespace) -> None:
+    from carvana.prediction.shard import ShardSpec, predict_shard
+    from carvana.prediction.tta import TTASpec
+
+    shard = ShardSpec(
+        index=args.shard,
+        count=args.shards,
+        batch_size=args.batch_size,
+        tta=TTASpec(hflip=args.hflip, vflip=args.vflip),
+        gpu=args.gpu,
+    )
+    import torch
+
+    torch.set_num_threads(args.threads)
+    predict_shard(shard, args.data_dir, args.weights, args.thresholds_path, args.out_path)
+
+
+def _test_image_size(data_dir: Path) -> tuple[int, int]:
+    from carvana.data.images import image_size
+
+    paths = DatasetPaths(data_dir)
+    first = _first_test_image(paths.sample_submission_path)
+    return image_size(paths.image_path("test", first))
+
+
+def _first_test_image(sample_submission_path: Path) -> str:
+    """The first image named in sample_submission.csv (every test image has its size)."""
+    with sample_submission_path.open(encoding="utf-8") as file:
+        file.readline()
+        return file.readline().split(",", 1)[0]
+
+
+def _submission(args: argparse.Namespace) -> None:
+    from carvana.submission import gather
+
+    rows = gather(args.shard_path, DatasetPaths(args.data_dir).sample_submission_path, args.out_path)
+    print(f"{rows} rows from {len(args.shard_path)} shards in {args.out_path}")
+
+
+def _validate_submission(args: argparse.Namespace) -> None:
+    import json
+
+    from carvana.atomic import write_text
+    from carvana.submission import check
+
+    size = _test_image_size(args.data_dir)
+    report = check(args.submission_path, DatasetPaths(args.data_dir).sample_submission_path, size)
+    write_text(args.report_path, json.dumps(report, indent=2) + "\n")
+    print(f"submission OK: {report['rows']} rows, every RLE well formed; report in {args.report_path}")
+
+
+def _score(args: argparse.Namespace) -> None:
+    from carvana.submission import score
+
+    result = score(args.submission_path, args.truth_path, _test_image_size(args.data_dir), args.score_path)
+    print(
+        f"score: mean Dice {result['mean_dice']:.5f} over {result['images']} test images "
+        f"(lowest {result['min_dice']:.4f}); in {args.score_path}"
+    )
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -219,6 +280,39 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out-dir", type=Path, required=True)
     tune.set_defaults(run=_tune_threshold)
 
+    predict = stages.add_parser("predict", help="one shard of the test set through the TTA ensemble")
+    predict.add_argument("--shard", type=_positive_int, required=True, help="from 1")
+    predict.add_argument("--shards", type=_positive_int, required=True)
+    predict.add_argument("--data-dir", type=Path, required=True)
+    predict.add_argument("--weights", type=Path, nargs="+", required=True, help="weights.pt of every member")
+    predict.add_argument("--thresholds-path", type=Path, required=True, help="thresholds.json of tuning")
+    predict.add_argument("--out-path", type=Path, required=True, help="CSV of this shard's rows")
+    predict.add_argument("--batch-size", type=_positive_int, default=8)
+    predict.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=True)
+    predict.add_argument("--vflip", action=argparse.BooleanOptionalAction, default=False)
+    predict.add_argument("--gpu", type=int, default=1, help="0: CPU even where CUDA is present")
+    predict.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for the networks")
+    predict.set_defaults(run=_predict)
+
+    submission = stages.add_parser("submission", help="gather the shards in sample_submission order")
+    submission.add_argument("--shard-path", type=Path, nargs="+", required=True)
+    submission.add_argument("--data-dir", type=Path, required=True)
+    submission.add_argument("--out-path", type=Path, required=True, help="submission.csv.gz")
+    submission.set_defaults(run=_submission)
+
+    check_sub = stages.add_parser("validate-submission", help="check a submission as Kaggle would")
+    check_sub.add_argument("--submission-path", type=Path, required=True)
+    check_sub.add_argument("--data-dir", type=Path, required=True)
+    check_sub.add_argument("--report-path", type=Path, required=True)
+    check_sub.set_defaults(run=_validate_submission)
+
+    score = stages.add_parser("score", help="mean Dice against the true test masks (generated data only)")
+    score.add_argument("--submission-path", type=Path, required=True)
+    score.add_argument("--truth-path", type=Path, required=True)
+    score.add_argument("--data-dir", type=Path, required=True)
+    score.add_argument("--score-path", type=Path, required=True)
+    score.set_defaults(run=_score)
+
     models = stages.add_parser("models", help="list the configured models with their parameter counts")
     models.add_argument("--config-file", type=Path, default=Path("config.yaml"))
     models.set_defaults(run=_models)
@@ -233,9 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(args)
     except (ValueError, FileNotFoundError) as error:
         from carvana.data.validate import DataValidationError
+        from carvana.submission import SubmissionError
 
         print(f"carvana {args.stage}: {error}", file=sys.stderr)
-        return 1 if isinstance(error, DataValidationError) else 2
+        return 1 if isinstance(error, DataValidationError | SubmissionError) else 2
     return 0
 
 

@@ -91,7 +91,17 @@ def test_lint_is_clean(tmp_path: Path) -> None:
 def test_dry_run_plans_the_data_stages(tmp_path: Path) -> None:
     result = _snakemake(_workflow_copy(tmp_path), "-n", "--quiet", "rules")
     text = result.stdout + result.stderr
-    for rule in ("synthesize", "validate_data", "make_folds", "train", "tune_threshold"):
+    for rule in (
+        "synthesize",
+        "validate_data",
+        "make_folds",
+        "train",
+        "tune_threshold",
+        "predict",
+        "submission",
+        "validate_submission",
+        "score",
+    ):
         assert rule in text
     assert "import_local" not in text  # one data source per run
 
@@ -195,9 +205,10 @@ def test_local_source_runs_the_same_stages(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_tiny_run_trains_every_model_on_every_fold_then_nothing_to_do(tmp_path: Path) -> None:
+def test_tiny_run_goes_from_data_to_a_valid_submission_then_nothing_to_do(tmp_path: Path) -> None:
     work = _workflow_copy(tmp_path, TINY)
-    _snakemake(work, "--cores", "2")
+    result = _snakemake(work, "--cores", "2")
+    assert "Offline score (mean Dice against the generated test masks)" in result.stdout + result.stderr
     folds = pd.read_csv(work / "results/folds.csv")
     for model in TINY_MODELS:
         for fold in (0, 1):
@@ -216,6 +227,18 @@ def test_tiny_run_trains_every_model_on_every_fold_then_nothing_to_do(tmp_path: 
     scores = pd.read_csv(work / "results/tuning/oof_scores.csv")
     assert len(scores) == 4 * 3  # three models and the ensemble x (all, fold 0, fold 1)
     assert scores["dice"].between(0, 1).all()
+
+    submission = pd.read_csv(work / "results/submission.csv.gz", keep_default_na=False)
+    sample = pd.read_csv(work / "results/data/sample_submission.csv")
+    assert list(submission.columns) == ["img", "rle_mask"]
+    assert submission["img"].tolist() == sample["img"].tolist()  # every test image once, in order
+    assert json.loads((work / "results/submission_check.json").read_text())["rows"] == 2 * 16
+    assert sorted(p.name for p in (work / "results/predict").glob("*.csv")) == [
+        "shard_1-of-2.csv",
+        "shard_2-of-2.csv",
+    ]
+    score = json.loads((work / "results/score.json").read_text())
+    assert score["images"] == 32 and 0 <= score["mean_dice"] <= 1
 
     again = _snakemake(work, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

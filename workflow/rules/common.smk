@@ -42,11 +42,17 @@ DATA_REPORT = "results/data_report.json"
 FOLDS = "results/folds.csv"
 RUN_DIR = "results/models/{model}/fold{fold}"  # one training job's folder
 THRESHOLDS = "results/tuning/thresholds.json"
+SUBMISSION = "results/submission.csv.gz"
+SUBMISSION_CHECK = "results/submission_check.json"
+SCORE = (
+    "results/score.json"  # the generated dataset only: the real test masks are secret
+)
 
 
 wildcard_constraints:
     model="|".join(MODELS),
     fold=r"\d+",
+    scatteritem=r"\d+-of-\d+",
 
 
 def trained(name):
@@ -82,6 +88,11 @@ def dataset_inputs():
 def data_dir_of_output(wildcards, output):
     """The dataset folder, read off the data step's outputs."""
     return str(Path(output.train_masks_csv).parent)
+
+
+def data_dir_of_sample_submission(wildcards, input):
+    """The dataset folder, read off a rule's sample_submission input."""
+    return str(Path(input.sample_submission).parent)
 
 
 def data_dir_of_input(wildcards, input):
@@ -159,3 +170,30 @@ def tune_args():
     grid = config["tune"]["thresholds"]
     models = " ".join(f"--model {name}" for name in MODELS)
     return f"{models} --thresholds {grid['start']} {grid['stop']} {grid['step']}"
+
+
+def shard_args(wildcards):
+    """--shard i --shards n from Snakemake's scatter item "i-of-n"."""
+    index, count = wildcards.scatteritem.split("-of-")
+    return f"--shard {index} --shards {count}"
+
+
+def predict_args():
+    predict = config["predict"]
+    flips = " ".join(
+        f"--{name}" if predict["tta"][name] else f"--no-{name}"
+        for name in ("hflip", "vflip")
+    )
+    return f"--batch-size {predict['batch_size']} {flips} --gpu {predict['gpu']}"
+
+
+def predict_gpus():
+    return config["predict"]["gpu"]
+
+
+def final_outputs():
+    """What `all` asks for beyond training: the submission, its check, and the offline score."""
+    outputs = [SUBMISSION, SUBMISSION_CHECK]
+    if config["dataset"] == "synthetic":
+        outputs.append(SCORE)
+    return outputs

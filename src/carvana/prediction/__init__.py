@@ -1,0 +1,1 @@
+"""TTA ensemble prediction, one shard of the test set at a time."""

@@ -1,0 +1,78 @@
+"""TTA and the ensemble: identities a person can check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from carvana.models.inference import network_input, resize
+from carvana.models.spec import ModelSpec
+from carvana.prediction.ensemble import Ensemble, Member
+from carvana.prediction.shard import shard_images
+from carvana.prediction.tta import FLIPS, TTASpec, flip_image, flip_tensor, merge_views, tta_inputs
+
+
+@pytest.mark.parametrize("view", list(FLIPS))
+def test_flip_then_unflip_is_a_round_trip_on_a_non_square_image(view: str) -> None:
+    image = np.arange(5 * 7 * 3).reshape(5, 7, 3)
+    batch = torch.arange(2 * 1 * 5 * 7).reshape(2, 1, 5, 7)
+    assert (flip_image(flip_image(image, view), view) == image).all()
+    assert torch.equal(flip_tensor(flip_tensor(batch, view), view), batch)
+    # the same view flips images (H, W, C) and batches (N, C, H, W) the same way
+    assert (flip_tensor(batch, view)[0, 0].numpy() == flip_image(batch[0, 0].numpy(), view)).all()
+
+
+def test_hflip_mirrors_left_and_right() -> None:
+    assert flip_image(np.array([[1, 2, 3]]), "hflip").tolist() == [[3, 2, 1]]
+    assert flip_image(np.array([[1], [2]]), "vflip").tolist() == [[2], [1]]
+
+
+@pytest.mark.parametrize("tta", [TTASpec(False, False), TTASpec(True, False), TTASpec(True, True)])
+def test_an_identity_model_through_flip_tta_returns_its_input(tta: TTASpec) -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (5, 7, 3), dtype=np.uint8) for _ in range(3)]
+
+    def to_input(image: np.ndarray) -> np.ndarray:
+        return (image.astype(np.float32).transpose(2, 0, 1) - 128) / 32
+
+    inputs = torch.from_numpy(tta_inputs(images, tta.views(), to_input))
+    assert inputs.shape == (3 * len(tta.views()), 3, 5, 7)
+    logits = inputs[:, :1]  # the "network" returns its first channel as logits
+    expected = torch.sigmoid(torch.from_numpy(np.stack([to_input(image) for image in images]))[:, :1])
+    assert torch.allclose(merge_views(logits, tta.views()), expected, atol=1e-6)
+
+
+def test_flip_tta_averages_a_models_views() -> None:
+    # a "network" that sees only the left half: its hflip view sees the right half, so the
+    # average is 0.5 * (left-biased + right-biased), symmetric left to right
+    logits = torch.tensor([[[[4.0, -4.0]]], [[[4.0, -4.0]]]])  # identity view, then hflip view
+    merged = merge_views(logits, ["identity", "hflip"])
+    assert torch.allclose(merged, torch.full((1, 1, 1, 2), 0.5))
+
+
+def test_an_ensemble_of_one_model_equals_that_model() -> None:
+    torch.manual_seed(0)
+    spec = ModelSpec.from_entry("m", {"arch": "unet1024", "width": 0.125, "input_size": [64, 64]})
+    network = nn.Sequential(nn.Conv2d(3, 1, 3, padding=1)).eval()
+    image = np.random.default_rng(1).integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    ensemble = Ensemble([Member(spec, 0, network)], TTASpec(hflip=False), torch.device("cpu"), None)
+    resized = np.asarray(resize(image, (64, 64)), dtype=np.uint8)  # the members' own resizing
+    with torch.no_grad():
+        direct = torch.sigmoid(network(torch.from_numpy(network_input(resized, spec))[None]))[0, 0].numpy()
+    expected = resize(direct, (40, 70))
+    [got] = ensemble.probabilities([image])
+    assert got.shape == (40, 70)
+    assert np.allclose(got, expected, atol=1e-5)
+    # two copies of the model average to the same map
+    twice = Ensemble([Member(spec, 0, network)] * 2, TTASpec(hflip=False), torch.device("cpu"), None)
+    assert np.allclose(twice.probabilities([image])[0], got, atol=1e-6)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_shards_cover_the_test_set_once_in_order(count: int) -> None:
+    images = [f"{i:012x}_01.jpg" for i in range(10)]
+    shards = [shard_images(images, index, count) for index in range(1, count + 1)]
+    assert [name for shard in shards for name in shard] == images
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1

@@ -1,0 +1,70 @@
+# The submission: shards gathered in sample_submission order, checked as Kaggle would, scored offline.
+
+
+rule submission:
+    input:
+        shards=gather.predict("results/predict/shard_{scatteritem}.csv"),
+        sample_submission=dataset_inputs()["sample_submission"],
+    output:
+        submission=SUBMISSION,
+    log:
+        "results/logs/submission.log",
+    benchmark:
+        "results/benchmarks/submission.tsv"
+    conda:
+        ENV
+    params:
+        data_dir=data_dir_of_sample_submission,
+    shell:
+        "carvana submission --shard-path {input.shards} --data-dir {params.data_dir} "
+        "--out-path {output.submission} 2>&1 | tee {log}"
+
+
+rule validate_submission:
+    input:
+        submission=SUBMISSION,
+        sample_submission=dataset_inputs()["sample_submission"],
+        test=dataset_inputs()["test"],
+    output:
+        report=SUBMISSION_CHECK,
+    log:
+        "results/logs/validate_submission.log",
+    benchmark:
+        "results/benchmarks/validate_submission.tsv"
+    conda:
+        ENV
+    params:
+        data_dir=data_dir_of_sample_submission,
+    shell:
+        "carvana validate-submission --submission-path {input.submission} --data-dir {params.data_dir} "
+        "--report-path {output.report} 2>&1 | tee {log}"
+
+
+if config["dataset"] == "synthetic":
+
+    rule score:
+        input:
+            submission=SUBMISSION,
+            truth=TRUTH,
+            sample_submission=dataset_inputs()["sample_submission"],
+            test=dataset_inputs()["test"],
+        output:
+            score=SCORE,
+        log:
+            "results/logs/score.log",
+        benchmark:
+            "results/benchmarks/score.tsv"
+        conda:
+            ENV
+        params:
+            data_dir=data_dir_of_sample_submission,
+        shell:
+            "carvana score --submission-path {input.submission} --truth-path {input.truth} "
+            "--data-dir {params.data_dir} --score-path {output.score} 2>&1 | tee {log}"
+
+
+onsuccess:
+    if Path(SCORE).is_file():
+        print(
+            f"Offline score (mean Dice against the generated test masks): {Path(SCORE).read_text()}"
+        )
