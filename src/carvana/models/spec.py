@@ -205,8 +205,6 @@ class ModelSpec:
                         f"{where}: tile_size {list(self.tile_size)} has a side of {side} that the unpadded "
                         f"UNet cannot take (16k + 124, k >= 4): {unet_nearest_sizes(side)}"
                     ) from None
-            if unet_border(self.tile_size[0]) != unet_border(self.tile_size[1]):  # always 92 at depth 4
-                raise ValueError(f"{where}: tile sides trim different borders")
             return
         if self.tile_size is not None:
             raise ValueError(f"{where}: only unet takes tile_size (it sees the whole resized image)")
@@ -239,11 +237,7 @@ class ModelSpec:
             raise ValueError(f"model {name!r}: unknown keys {unknown}; valid: {', '.join(sorted(known))}")
         optimizer = {k: v for k, v in (entry.pop("optimizer", None) or {}).items() if v is not None}
         optimizer_name = optimizer.pop("name", None) or arch_info(entry["arch"]).optimizer
-        if optimizer_name not in OPTIMIZER_LR:
-            raise ValueError(
-                f"model {name!r}: unknown optimizer {optimizer_name!r}; valid: {', '.join(OPTIMIZER_LR)}"
-            )
-        optimizer.setdefault("lr", OPTIMIZER_LR[optimizer_name])
+        optimizer.setdefault("lr", OPTIMIZER_LR.get(optimizer_name, 1e-4))  # an unknown name fails below
         optimizer.setdefault("momentum", 0.99 if optimizer_name == "sgd" else 0.0)  # the UNet paper's
         try:  # an unknown key (TypeError) or a bad value inside optimizer, loss or augment
             parts: dict[str, Any] = {

@@ -22,6 +22,7 @@ from carvana import rle
 from carvana.atomic import atomic_path
 from carvana.data.images import read_image
 from carvana.layout import RLE_HEADER, DatasetPaths
+from carvana.models.inference import mixed_precision_dtype
 from carvana.prediction.ensemble import Ensemble, load_member
 from carvana.prediction.tta import TTASpec
 
@@ -54,7 +55,7 @@ def predict_shard(
 ) -> int:
     """Write ``out_path`` (img,rle_mask rows of this shard, in sample_submission order); return its rows."""
     device = torch.device("cuda" if shard.gpu > 0 and torch.cuda.is_available() else "cpu")
-    autocast = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    autocast = mixed_precision_dtype(device)
     threshold = float(json.loads(thresholds_path.read_text())["threshold"])
     paths = DatasetPaths(data_dir)
     every = pd.read_csv(paths.sample_submission_path)["img"].tolist()

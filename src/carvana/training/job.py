@@ -36,8 +36,10 @@ from carvana.atomic import atomic_path, write_text
 from carvana.data.images import read_image, read_mask
 from carvana.layout import DatasetPaths, car_of
 from carvana.metrics import dice
-from carvana.models.inference import prepare_image, probabilities_at
+from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec
+from carvana.prediction.ensemble import Ensemble, Member
+from carvana.prediction.tta import TTASpec
 from carvana.training.data import FoldImages, SegmentationDataset, fold_images
 
 OOF_THRESHOLD = 0.5  # for the per-image table; the tuning stage searches its own
@@ -103,7 +105,8 @@ def choose_device(spec: ModelSpec) -> Device:
             )
         precision = spec.precision
         if precision == "auto":
-            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+            auto = mixed_precision_dtype(torch.device("cuda"))
+            precision = "bf16-mixed" if auto == torch.bfloat16 else "16-mixed"
         return Device("gpu", min(spec.gpu, available), precision)
     if spec.precision == "16-mixed":
         raise ValueError(
@@ -212,7 +215,7 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths) -> dict[str, Any]:
     metrics = epoch_metrics(paths.log_dir / "csv")
     with atomic_path(paths.metrics_path) as temporary:
         metrics.to_csv(temporary, index=False)
-    table = write_oof(network, spec, device, dataset, images.held_out, paths)
+    table = write_oof(network, spec, fold, device, dataset, images.held_out, paths)
     summary = {"best_epoch": best_epoch, "oof_dice": float(table["dice"].mean()), "held_out": len(table)}
     print(
         f"{spec.name} fold {fold}: best epoch {best_epoch}, OOF Dice {summary['oof_dice']:.5f} "
@@ -256,32 +259,31 @@ def epoch_metrics(csv_dir: Path) -> pd.DataFrame:
     return table.reindex(columns=columns)
 
 
-@torch.no_grad()
 def write_oof(
     network: torch.nn.Module,
     spec: ModelSpec,
+    fold: int,
     device: Device,
     dataset: DatasetPaths,
     held_out: list[str],
     paths: TrainPaths,
 ) -> pd.DataFrame:
-    """Probability maps of the held-out images at their own size (uint8 PNG) and their Dice."""
-    from carvana.models.inference import logits_at_input_size
+    """Probability maps of the held-out images at their own size (uint8 PNG) and their Dice.
 
+    The maps come from the prediction stage's own path (an ensemble of this one network, no TTA),
+    so the threshold tuned on them means the same thing there.
+    """
+    model = Ensemble(
+        [Member(spec, fold, network)], TTASpec(hflip=False), device.torch_device, device.autocast_dtype
+    )
     rows = []
     with atomic_path(paths.oof_dir) as oof_dir:
         oof_dir.mkdir()
         for start in range(0, len(held_out), spec.batch_size):
             names = held_out[start : start + spec.batch_size]
             images = [read_image(dataset.image_path("train", name)) for name in names]
-            batch = torch.from_numpy(np.stack([prepare_image(image, spec) for image in images]))
-            batch = batch.to(device.torch_device).contiguous(memory_format=torch.channels_last)
-            dtype = device.autocast_dtype
-            with torch.autocast(device.torch_device.type, dtype=dtype, enabled=dtype is not None):
-                logits = logits_at_input_size(network, batch, spec)
-            for name, image, logit in zip(names, images, logits, strict=True):
-                probability = probabilities_at(logit[0], image.shape[:2])
-                encoded = np.round(probability * 255).astype(np.uint8)
+            for name, probability in zip(names, model.probabilities(images), strict=True):
+                encoded = np.round(np.clip(probability, 0, 1) * 255).astype(np.uint8)
                 if not cv2.imwrite(str(oof_dir / oof_name(name)), encoded):
                     raise OSError(f"could not write {oof_dir / oof_name(name)}")
                 truth = read_mask(dataset.mask_path(name))
