@@ -1,8 +1,9 @@
 """The Lightning module: one configured network, its loss, optimizer and validation metric.
 
 Loss = w_bce * binary cross-entropy + w_dice * soft Dice, both from segmentation-models-pytorch.
-Validation scores Dice at 0.5 per held-out image at ``input_size`` (``val_dice``, the metric the
-best checkpoint is chosen by) and draws a few held-out predictions for TensorBoard each epoch.
+Validation scores Dice at 0.5 per held-out image at ``input_size``, against the soft target
+thresholded at a half (``val_dice``, the metric the best checkpoint is chosen by), and draws a few
+held-out predictions for TensorBoard each epoch.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class SegmentationTask(L.LightningModule):
         self.log("val_loss", self.loss(logits, target), on_epoch=True, batch_size=len(inputs))
         self.log(
             "val_dice",
-            dice_per_image(logits > 0, target).mean(),
+            dice_per_image(logits > 0, target > 0.5).mean(),  # the soft target's own mask
             on_epoch=True,
             prog_bar=True,
             batch_size=len(inputs),
