@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from carvana.models.spec import ModelSpec
 
 
+WEIGHT_HELP = "MODEL=W: that model's ensemble weight (1 when left out); repeat for each"
+
+
 def _synthesize(args: argparse.Namespace) -> None:
     from carvana.data.synthetic import SyntheticSpec, generate
     from carvana.layout import scaled_size
@@ -126,12 +129,13 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _tune_threshold(args: argparse.Namespace) -> None:
+    from carvana.prediction.weights import parse_weights
     from carvana.tuning.threshold import ThresholdGrid
     from carvana.tuning.tune import TunePaths, tune
 
     grid = ThresholdGrid(*args.thresholds)
     paths = TunePaths(args.data_dir, args.folds_path, args.models_dir, args.out_dir)
-    result = tune(paths, args.model, grid)
+    result = tune(paths, args.model, grid, parse_weights(args.weight))
     for model, best in result["models"].items():
         print(f"{model}: OOF Dice {best['dice']:.5f} at threshold {best['threshold']:.2f}")
     print(
@@ -143,13 +147,15 @@ def _tune_threshold(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from carvana.prediction.shard import ShardSpec, predict_shard
     from carvana.prediction.tta import TTASpec
+    from carvana.prediction.weights import parse_weights
 
     shard = ShardSpec(
         index=args.shard,
         count=args.shards,
         batch_size=args.batch_size,
-        tta=TTASpec(hflip=args.hflip, vflip=args.vflip),
+        tta=TTASpec(hflip=args.hflip, vflip=args.vflip, scales=tuple(args.scales)),
         gpu=args.gpu,
+        weights=parse_weights(args.weight),
     )
     import torch
 
@@ -278,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--thresholds", type=float, nargs=3, default=(0.30, 0.70, 0.01), metavar=("START", "STOP", "STEP")
     )
     tune.add_argument("--out-dir", type=Path, required=True)
+    tune.add_argument("--weight", action="append", default=[], help=WEIGHT_HELP)
     tune.set_defaults(run=_tune_threshold)
 
     predict = stages.add_parser("predict", help="one shard of the test set through the TTA ensemble")
@@ -290,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=_positive_int, default=8)
     predict.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=True)
     predict.add_argument("--vflip", action=argparse.BooleanOptionalAction, default=False)
+    predict.add_argument(
+        "--scales", type=float, nargs="+", default=[1.0], help="TTA scales of each model's input size"
+    )
+    predict.add_argument("--weight", action="append", default=[], help=WEIGHT_HELP)
     predict.add_argument("--gpu", type=int, default=1, help="0: CPU even where CUDA is present")
     predict.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for the networks")
     predict.set_defaults(run=_predict)

@@ -12,6 +12,7 @@ from carvana.models.spec import ModelSpec
 from carvana.prediction.ensemble import Ensemble, Member
 from carvana.prediction.shard import shard_images
 from carvana.prediction.tta import FLIPS, TTASpec, flip_image, flip_tensor, merge_views, tta_inputs
+from carvana.prediction.weights import model_weights, parse_weights
 
 
 @pytest.mark.parametrize("view", list(FLIPS))
@@ -68,6 +69,85 @@ def test_an_ensemble_of_one_model_equals_that_model() -> None:
     # two copies of the model average to the same map
     twice = Ensemble([Member(spec, 0, network)] * 2, TTASpec(hflip=False), torch.device("cpu"), None)
     assert np.allclose(twice.probabilities([image])[0], got, atol=1e-6)
+
+
+class Constant(nn.Module):
+    """A "network" whose every logit is ``value``, whatever the input's size."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.full((inputs.shape[0], 1, *inputs.shape[-2:]), self.value)
+
+
+def test_ensemble_weights_give_the_weighted_mean_of_the_models() -> None:
+    # sigmoid(ln 3) = 0.75 and sigmoid(-ln 3) = 0.25; "a" weighs 3 (two folds), "b" 1 (one fold):
+    # (3 * 0.75 + 3 * 0.75 + 1 * 0.25) / 7 = 4.75 / 7
+    spec_a = ModelSpec.from_entry("a", {"arch": "unet1024", "width": 0.125, "input_size": [64, 64]})
+    spec_b = ModelSpec.from_entry("b", {"arch": "unet1024", "width": 0.125, "input_size": [64, 64]})
+    members = [
+        Member(spec_a, 0, Constant(np.log(3))),
+        Member(spec_a, 1, Constant(np.log(3))),
+        Member(spec_b, 0, Constant(-np.log(3))),
+    ]
+    image = np.zeros((10, 20, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    weighted = Ensemble(members, TTASpec(hflip=False), cpu, None, {"a": 3})
+    assert np.allclose(weighted.probabilities([image])[0], 4.75 / 7, atol=1e-6)
+    equal = Ensemble(members, TTASpec(hflip=False), cpu, None)
+    assert np.allclose(equal.probabilities([image])[0], (0.75 + 0.75 + 0.25) / 3, atol=1e-6)
+    only_b = Ensemble(members, TTASpec(hflip=False), cpu, None, {"a": 0})
+    assert np.allclose(only_b.probabilities([image])[0], 0.25, atol=1e-6)
+
+
+def test_ensemble_weights_are_checked() -> None:
+    assert parse_weights(["unet=2", "unet11=0.5"]) == {"unet": 2.0, "unet11": 0.5}
+    with pytest.raises(ValueError, match=r"'unet' is not MODEL=NUMBER"):
+        parse_weights(["unet"])
+    with pytest.raises(ValueError, match=r"'unet=x' is not MODEL=NUMBER"):
+        parse_weights(["unet=x"])
+    with pytest.raises(
+        ValueError, match=r"\['vgg'\], which are not in the ensemble; its models are \['unet'\]$"
+    ):
+        model_weights(["unet", "unet"], {"vgg": 1})
+    with pytest.raises(ValueError, match=r"must be >= 0, got \{'unet': -1.0\}"):
+        model_weights(["unet"], {"unet": -1.0})
+    with pytest.raises(ValueError, match=r"every ensemble weight is 0"):
+        model_weights(["unet"], {"unet": 0})
+    assert model_weights(["a", "a", "b"], {"b": 0.5}) == [1.0, 1.0, 0.5]
+
+
+def test_tta_scales_resize_to_sizes_the_architecture_takes() -> None:
+    spec = ModelSpec.from_entry("m", {"arch": "unet1024", "width": 0.125, "input_size": [128, 192]})
+    assert spec.at_scale(1.0) is spec
+    assert spec.at_scale(1.25).input_size == (192, 256)  # 160 x 240 rounded to multiples of 64
+    assert spec.at_scale(0.1).input_size == (64, 64)  # never below one multiple
+    unet = ModelSpec.from_entry("u", {"arch": "unet", "input_size": [80, 120], "tile_size": [268, 316]})
+    assert unet.at_scale(1.5).input_size == (120, 180)  # tiles cover any size
+    with pytest.raises(ValueError, match=r"TTA scales repeat: \[1.0, 1.0\]"):
+        TTASpec(scales=(1.0, 1.0))
+    with pytest.raises(ValueError, match=r"one or more positive numbers, got \[0.0\]"):
+        TTASpec(scales=(0.0,))
+
+
+def test_a_scale_tta_averages_the_member_at_each_scale() -> None:
+    # a "network" that answers with its input's width: logit = W / 64 - 2.5. At scales 0.5 and
+    # 1.5 of a 64 x 128 input the sizes are 64 x 64 and 128 x 192 (multiples of 64), so the
+    # logits are -1.5 and 0.5 and the map is the mean of their sigmoids, flips and all
+    class Width(nn.Module):
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            width = inputs.shape[-1]
+            return torch.full((inputs.shape[0], 1, *inputs.shape[-2:]), width / 64 - 2.5)
+
+    spec = ModelSpec.from_entry("m", {"arch": "unet1024", "width": 0.125, "input_size": [64, 128]})
+    member = Member(spec, 0, Width())
+    image = np.zeros((16, 40, 3), dtype=np.uint8)
+    scaled = Ensemble([member], TTASpec(hflip=True, scales=(0.5, 1.5)), torch.device("cpu"), None)
+    assert [spec.at_scale(s).input_size for s in (0.5, 1.5)] == [(64, 64), (128, 192)]
+    expected = (torch.sigmoid(torch.tensor(-1.5)) + torch.sigmoid(torch.tensor(0.5))) / 2
+    assert np.allclose(scaled.probabilities([image])[0], float(expected), atol=1e-6)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7])

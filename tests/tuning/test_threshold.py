@@ -13,7 +13,7 @@ import pytest
 from carvana import rle
 from carvana.metrics import dice
 from carvana.tuning.threshold import ThresholdGrid, best_threshold, dice_at_thresholds, value_counts
-from carvana.tuning.tune import ENSEMBLE, TunePaths, tune
+from carvana.tuning.tune import ENSEMBLE, TunePaths, oof_dice, tune
 
 
 def test_dice_by_counting_equals_dice_by_thresholding_each_map() -> None:
@@ -71,32 +71,39 @@ def test_a_grid_outside_zero_one_is_rejected(start: float, stop: float, step: fl
         ThresholdGrid(start, stop, step)
 
 
-def test_tune_writes_thresholds_scores_and_plot(tmp_path: Path) -> None:
-    # two images of one car per fold; "sharp" is right at any threshold, "soft" only below 0.6
+def _oof_set(tmp_path: Path, maps: dict[str, np.ndarray]) -> TunePaths:
+    """Four images, two cars, one per fold, all with the mask ``TRUTH``; each model's OOF map of
+    every image is ``maps[model]``."""
     data_dir, models_dir = tmp_path / "data", tmp_path / "models"
     data_dir.mkdir()
-    truth = np.zeros((6, 8), dtype=np.uint8)
-    truth[2:5, 1:6] = 1
     images = {
         "aaaaaaaaaaaa_01.jpg": 0,
         "aaaaaaaaaaaa_02.jpg": 0,
         "bbbbbbbbbbbb_01.jpg": 1,
         "bbbbbbbbbbbb_02.jpg": 1,
     }
-    pd.DataFrame({"img": list(images), "rle_mask": [rle.encode(truth)] * 4}).to_csv(
+    pd.DataFrame({"img": list(images), "rle_mask": [rle.encode(TRUTH)] * 4}).to_csv(
         data_dir / "train_masks.csv", index=False
     )
     folds_path = tmp_path / "folds.csv"
     pd.DataFrame(
         {"img": list(images), "car_id": [i[:12] for i in images], "fold": list(images.values())}
     ).to_csv(folds_path, index=False)
-    maps = {"sharp": truth * 255, "soft": truth * 150 + 20}
     for model, probability in maps.items():
         for img, fold in images.items():
             folder = models_dir / model / f"fold{fold}" / "oof"
             folder.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(folder / img.replace(".jpg", ".png")), probability.astype(np.uint8))
-    paths = TunePaths(data_dir, folds_path, models_dir, tmp_path / "tuning")
+    return TunePaths(data_dir, folds_path, models_dir, tmp_path / "tuning")
+
+
+TRUTH = np.zeros((6, 8), dtype=np.uint8)
+TRUTH[2:5, 1:6] = 1
+
+
+def test_tune_writes_thresholds_scores_and_plot(tmp_path: Path) -> None:
+    # "sharp" is right at any threshold, "soft" only below 0.6
+    paths = _oof_set(tmp_path, {"sharp": TRUTH * 255, "soft": TRUTH * 150 + 20})
     result = tune(paths, ["sharp", "soft"], ThresholdGrid(0.3, 0.7, 0.1))
     # the ensemble's car pixels average (255 + 170) / 2 = 212.5, its background 10: right everywhere
     assert result["ensemble"]["dice"] == 1.0 and result["threshold"] == 0.5
@@ -107,6 +114,20 @@ def test_tune_writes_thresholds_scores_and_plot(tmp_path: Path) -> None:
     assert set(scores["model"]) == {"sharp", "soft", ENSEMBLE}
     assert scores.loc[scores["fold"] == "all", "images"].tolist() == [4, 4, 4]
     assert cv2.imread(str(paths.out_dir / "dice_vs_threshold.png")).shape[:2] == (450, 700)
+
+
+def test_the_ensemble_is_tuned_on_the_weighted_mean_that_prediction_thresholds(tmp_path: Path) -> None:
+    # car pixels: "sharp" 255, "dull" 100. Equal weights: (255 + 100) / 2 / 255 = 0.696, right at
+    # every threshold up to 0.6. "dull" weighing 3: (255 + 300) / 4 / 255 = 0.544, right up to 0.5.
+    paths = _oof_set(tmp_path, {"sharp": TRUTH * 255, "dull": TRUTH * 100})
+    grid = ThresholdGrid(0.3, 0.7, 0.1)
+    _, equal = oof_dice(paths, ["sharp", "dull"], grid)
+    _, weighted = oof_dice(paths, ["sharp", "dull"], grid, {"dull": 3})
+    assert equal[ENSEMBLE].mean(axis=0).tolist() == [1, 1, 1, 1, 0]
+    assert weighted[ENSEMBLE].mean(axis=0).tolist() == [1, 1, 1, 0, 0]
+    assert weighted["dull"].mean(axis=0).tolist() == [1, 0, 0, 0, 0]  # each model's own curve stays
+    result = tune(paths, ["sharp", "dull"], grid, {"dull": 3})
+    assert result["weights"] == {"sharp": 1.0, "dull": 3.0}
 
 
 def test_a_missing_oof_map_names_the_job_to_rerun(tmp_path: Path) -> None:

@@ -132,6 +132,9 @@ def test_config_yaml_is_valid_and_every_schema_key_has_description_and_default()
         ({"folds": {"stratify": "colour"}}, "'colour' is not one of"),
         ({"synthetic": {"image_scale": 2}}, "2 is greater than the maximum of 1"),
         ({"synthetic": {"train_car": 3}}, "'train_car' was unexpected"),
+        ({"ensemble": {"weights": {"unet": -1}}}, "-1 is less than the minimum of 0"),
+        ({"ensemble": {"weights": {"vgg": 1}}}, r"\['vgg'\], which are not in the ensemble; its models are"),
+        ({"predict": {"tta": {"scales": []}}}, r"\[\] should be non-empty"),
     ],
 )
 def test_schema_rejects_bad_values_before_any_job(tmp_path: Path, override: dict, expected: str) -> None:

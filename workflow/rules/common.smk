@@ -12,6 +12,7 @@ from carvana.layout import (
     scaled_size,
 )
 from carvana.models.spec import model_specs
+from carvana.prediction.weights import model_weights
 
 min_version("9.0")
 
@@ -28,6 +29,9 @@ if config["dataset"] == "local" and not config["local"]["source_dir"]:
 MODELS = {
     spec.name: spec for spec in model_specs(config["models"])
 }  # sizes checked here, before any job
+model_weights(
+    list(MODELS), config["ensemble"]["weights"]
+)  # names and values, before any job
 if any(spec.encoder for spec in MODELS.values()):
     from carvana.models.smp_models import check_encoder
 
@@ -166,10 +170,19 @@ def folder_of_thresholds(wildcards, output):
     return str(Path(output.thresholds).parent)
 
 
+def weight_args():
+    """--weight MODEL=W for each weight the config gives; tuning and prediction weigh alike."""
+    return " ".join(
+        f"--weight {name}={weight}"
+        for name, weight in config["ensemble"]["weights"].items()
+    )
+
+
 def tune_args():
     grid = config["tune"]["thresholds"]
     models = " ".join(f"--model {name}" for name in MODELS)
-    return f"{models} --thresholds {grid['start']} {grid['stop']} {grid['step']}"
+    thresholds = f"--thresholds {grid['start']} {grid['stop']} {grid['step']}"
+    return " ".join(filter(None, [models, thresholds, weight_args()]))
 
 
 def shard_args(wildcards):
@@ -184,7 +197,9 @@ def predict_args():
         f"--{name}" if predict["tta"][name] else f"--no-{name}"
         for name in ("hflip", "vflip")
     )
-    return f"--batch-size {predict['batch_size']} {flips} --gpu {predict['gpu']}"
+    scales = " ".join(str(scale) for scale in predict["tta"]["scales"])
+    common = f"--batch-size {predict['batch_size']} {flips} --scales {scales} --gpu {predict['gpu']}"
+    return " ".join(filter(None, [common, weight_args()]))
 
 
 def predict_gpus():

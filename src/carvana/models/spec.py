@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from carvana.models.geometry import nearest_multiples, unet_border, unet_nearest_sizes, unet_output_size
@@ -214,6 +214,18 @@ class ModelSpec:
                     f"{where}: input_size {list(self.input_size)} has a side of {side}, not divisible by "
                     f"{info.divisor}: {nearest_multiples(side, info.divisor)}"
                 )
+
+    def at_scale(self, scale: float) -> ModelSpec:
+        """This model with its input size times ``scale`` (a TTA scale): each side rounded to the
+        nearest size the architecture takes (halves up), a multiple of its divisor; any side for
+        unet's tiles."""
+        if scale == 1:
+            return self
+        if not scale > 0:
+            raise ValueError(f"a TTA scale must be positive, got {scale}")
+        divisor = arch_info(self.arch).divisor or 1
+        size = [max(divisor, int(side * scale / divisor + 0.5) * divisor) for side in self.input_size]
+        return replace(self, input_size=(size[0], size[1]))
 
     @property
     def module(self) -> str:

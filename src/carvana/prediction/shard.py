@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class ShardSpec:
     batch_size: int = 8
     tta: TTASpec = field(default_factory=TTASpec)
     gpu: int = 1
+    weights: Mapping[str, float] = field(default_factory=dict)  # per model; 1 when left out
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -60,10 +62,12 @@ def predict_shard(
     paths = DatasetPaths(data_dir)
     every = pd.read_csv(paths.sample_submission_path)["img"].tolist()
     images = shard_images(every, shard.index, shard.count)
-    ensemble = Ensemble([load_member(path, device) for path in weights_paths], shard.tta, device, autocast)
+    members = [load_member(path, device) for path in weights_paths]
+    ensemble = Ensemble(members, shard.tta, device, autocast, shard.weights)
     print(
         f"shard {shard.index} of {shard.count}: {len(images)} of {len(every)} test images, "
-        f"{len(ensemble.members)} networks x {len(shard.tta.views())} TTA views on {device}, "
+        f"{len(members)} networks x {len(shard.tta.views())} flips x {len(shard.tta.scales)} scales "
+        f"on {device}, "
         f"threshold {threshold:.2f}",
         flush=True,
     )

@@ -1,4 +1,4 @@
-"""Test-time augmentation by flips, every view of a batch in one forward.
+"""Test-time augmentation by flips, every view of a batch in one forward, at one or more scales.
 
 Views are made on the images themselves, before the network's input is built (the original
 UNet's mirror padding is not symmetric, so flipping a padded input would move the image), and
@@ -20,10 +20,18 @@ FLIPS = {"identity": (), "hflip": ("width",), "vflip": ("height",), "hvflip": ("
 
 @dataclass(frozen=True)
 class TTASpec:
-    """Which flips to average over: the image itself, plus horizontal and/or vertical flips."""
+    """Which views to average over: the image itself, plus horizontal and/or vertical flips, each
+    at every scale of the model's input size (``ModelSpec.at_scale``; 1 is the trained size)."""
 
     hflip: bool = True
     vflip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if not self.scales or any(not scale > 0 for scale in self.scales):
+            raise ValueError(f"TTA scales must be one or more positive numbers, got {list(self.scales)}")
+        if len(set(self.scales)) != len(self.scales):
+            raise ValueError(f"TTA scales repeat: {list(self.scales)}")
 
     def views(self) -> list[str]:
         views = ["identity"]

@@ -2,9 +2,9 @@
 
 Every training image is held out by exactly one fold, so each model has one OOF probability map
 per training image (``<models_dir>/<model>/fold<k>/oof/<img>.png``). The ensemble's map is the
-mean of the models' maps, as prediction averages them. Dice is computed at the images' own size
-against the masks of train_masks.csv, for every threshold of the grid; the ensemble's best
-threshold is the one prediction uses.
+models' weighted mean (``carvana.prediction.weights``), as prediction averages them. Dice is
+computed at the images' own size against the masks of train_masks.csv, for every threshold of
+the grid; the ensemble's best threshold is the one prediction uses.
 
 Outputs in ``out_dir``: ``thresholds.json`` (the chosen threshold, and each model's best),
 ``oof_scores.csv`` (OOF Dice per model and the ensemble, per fold and over all folds, at each
@@ -14,6 +14,7 @@ one's best threshold and at 0.5) and ``dice_vs_threshold.png``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import pandas as pd
 from carvana import rle
 from carvana.atomic import atomic_path, write_text
 from carvana.layout import DatasetPaths
+from carvana.prediction.weights import model_weights
 from carvana.tuning.threshold import ThresholdGrid, best_threshold, dice_at_thresholds, value_counts
 
 ENSEMBLE = "ensemble"
@@ -50,11 +52,17 @@ def _read_oof(path: Path) -> npt.NDArray[np.uint8]:
 
 
 def oof_dice(
-    paths: TunePaths, models: list[str], grid: ThresholdGrid
+    paths: TunePaths, models: list[str], grid: ThresholdGrid, weights: Mapping[str, float] | None = None
 ) -> tuple[pd.DataFrame, dict[str, npt.NDArray[np.float64]]]:
-    """Per-image Dice at each threshold: (the folds table, {member: (images, thresholds) array})."""
+    """Per-image Dice at each threshold: (the folds table, {member: (images, thresholds) array}).
+
+    The ensemble's map is held in steps of 1 / (255 * len(models)): with equal weights that is the
+    exact sum of the models' uint8 maps; otherwise the weighted mean, rounded to that step.
+    """
     if not models:
         raise ValueError("no models to tune: configure at least one")
+    weight = np.array(model_weights(models, weights or {}))
+    scale = weight * (len(models) / weight.sum())  # all ones when the weights are equal
     folds = pd.read_csv(paths.folds_path).sort_values("img", ignore_index=True)
     truth_rle = pd.read_csv(DatasetPaths(paths.data_dir).train_masks_csv_path).set_index("img")["rle_mask"]
     thresholds = grid.values()
@@ -63,19 +71,23 @@ def oof_dice(
     for row, (img, fold) in enumerate(zip(folds["img"], folds["fold"], strict=True)):
         maps = [_read_oof(paths.oof_path(model, int(fold), img)) for model in models]
         truth = rle.decode(truth_rle[img], maps[0].shape)
-        total = np.zeros(maps[0].shape, dtype=np.uint16)  # up to 257 models of 255
-        for model, probability in zip(models, maps, strict=True):
+        total = np.zeros(maps[0].shape, dtype=np.float64)
+        for model, probability, factor in zip(models, maps, scale, strict=True):
             if probability.shape != truth.shape:
                 raise ValueError(f"{model}'s OOF map of {img} is {probability.shape}, its mask {truth.shape}")
             curves[model][row] = dice_at_thresholds(*value_counts(probability, truth, 255), thresholds)
-            total += probability
-        curves[ENSEMBLE][row] = dice_at_thresholds(*value_counts(total, truth, 255 * len(models)), thresholds)
+            total += factor * probability
+        levels = np.rint(total).astype(np.uint16)  # up to 257 models of 255
+        counts = value_counts(levels, truth, 255 * len(models))
+        curves[ENSEMBLE][row] = dice_at_thresholds(*counts, thresholds)
     return folds, curves
 
 
-def tune(paths: TunePaths, models: list[str], grid: ThresholdGrid) -> dict[str, Any]:
+def tune(
+    paths: TunePaths, models: list[str], grid: ThresholdGrid, weights: Mapping[str, float] | None = None
+) -> dict[str, Any]:
     """Write thresholds.json, oof_scores.csv and dice_vs_threshold.png; return thresholds.json's content."""
-    folds, curves = oof_dice(paths, models, grid)
+    folds, curves = oof_dice(paths, models, grid, weights)
     thresholds = grid.values()
     at_half = int(np.argmin(np.abs(thresholds - 0.5))) if grid.start <= 0.5 <= grid.stop else None
     chosen: dict[str, dict[str, float]] = {}
@@ -101,6 +113,7 @@ def tune(paths: TunePaths, models: list[str], grid: ThresholdGrid) -> dict[str, 
         "threshold": chosen[ENSEMBLE]["threshold"],
         "ensemble": chosen[ENSEMBLE],
         "models": {model: chosen[model] for model in models},
+        "weights": dict(zip(models, model_weights(models, weights or {}), strict=True)),
         "grid": {"start": grid.start, "stop": grid.stop, "step": grid.step},
         "images": len(folds),
     }
