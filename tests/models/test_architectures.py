@@ -13,7 +13,7 @@ from carvana.models.geometry import unet_border as border
 from carvana.models.geometry import unet_output_size as output_size
 from carvana.models.unet import UNet
 from carvana.models.unet11 import VGG11_WEIGHTS_FILE, UNet11
-from carvana.models.unet1024 import UNet1024
+from carvana.models.unet1024 import UNet1024, scaled
 
 
 def n_parameters(model: nn.Module) -> int:
@@ -151,3 +151,15 @@ def test_unet11_refuses_a_width_that_breaks_its_skips_or_its_weights() -> None:
         UNet11(width=0.3)
     with pytest.raises(ValueError, match="ImageNet weights exist for VGG11 at width 1 only"):
         UNet11(width=0.5, pretrained=True)
+
+
+def test_a_thin_unet1024_keeps_eight_channels_at_full_resolution() -> None:
+    # width 0.125 of (24, 64, 128, 256, 512, 768) is (3, 8, 16, 32, 64, 96): the first stage is
+    # floored at 8; the decoder (512, 256, 128, 64, 24, 24) becomes (64, 32, 16, 8, 8, 8)
+    network = UNet1024(width=0.125)
+    encoder = [stage[1][0].out_channels for stage in network.down]
+    decoder = [stage[2][0].out_channels for stage in network.up]
+    assert encoder == [8, 8, 16, 32, 64, 96]
+    assert decoder == [64, 32, 16, 8, 8, 8]
+    assert network.head.in_channels == 8
+    assert scaled((24, 4), 0.125) == [8, 4]  # never above the reference's own count

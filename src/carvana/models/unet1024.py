@@ -6,7 +6,8 @@ ConvBnRelu and a 2x2 max-pool (widths 24, 64, 128, 256, 512, 768), one ConvBnRel
 and six decoder stages that upsample bilinearly to the skip's size, concatenate it and apply three
 ConvBnRelu (widths 512, 256, 128, 64, 24, 24); a 1x1 convolution gives one channel of logits.
 35,371,873 parameters. The output has the input's size; height and width must be divisible by 64.
-A width multiplier scales every channel count, for small machines (0.25 runs on a laptop CPU).
+A width multiplier scales every channel count, down to 8 at least, for small machines (0.25 runs
+on a laptop CPU).
 """
 
 from __future__ import annotations
@@ -20,11 +21,21 @@ DECODER_WIDTHS = (512, 256, 128, 64, 24, 24)
 DIVISOR = 2 ** len(ENCODER_WIDTHS)  # six poolings
 
 
+MIN_CHANNELS = 8
+
+
 def scaled(widths: tuple[int, ...], multiplier: float) -> list[int]:
-    """Channel counts times ``multiplier``, rounded, at least 1."""
+    """Channel counts times ``multiplier``, rounded, and never below ``MIN_CHANNELS`` (or the
+    reference's own count, if smaller).
+
+    At width 0.125 the full-resolution stages would keep 3 channels: every output pixel then hangs
+    on three ReLUs, and training is erratic (offline default, fold 0, seeds 0-2: OOF Dice 0.958,
+    0.941, 0.956, and 0.857 on the same cars with other JPEG noise); with the floor of 8: 0.954,
+    0.954, 0.960, for a fifth more time.
+    """
     if multiplier <= 0:
         raise ValueError(f"width multiplier must be positive, got {multiplier}")
-    return [max(1, round(width * multiplier)) for width in widths]
+    return [max(min(MIN_CHANNELS, width), round(width * multiplier)) for width in widths]
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
