@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from carvana.models.spec import ModelSpec
 
 
+COMPETITION = "carvana-image-masking-challenge"
 WEIGHT_HELP = "MODEL=W: that model's ensemble weight (1 when left out); repeat for each"
 
 
@@ -47,6 +48,39 @@ def _import_local(args: argparse.Namespace) -> None:
 
     import_local(LocalSpec(source_dir=args.source_dir, hq=args.hq), args.data_dir)
     print(f"imported {args.source_dir} into {args.data_dir}")
+
+
+def _download(args: argparse.Namespace) -> None:
+    from carvana.data.kaggle import KaggleCLI, download
+
+    download(KaggleCLI(args.competition), args.file, args.archive_dir)
+
+
+def _submit(args: argparse.Namespace) -> None:
+    import json
+
+    from carvana.atomic import write_text
+    from carvana.data.kaggle import KaggleCLI, submit
+
+    if args.dataset == "synthetic":
+        raise ValueError(
+            "this run's submission is of the generated offline dataset, which Kaggle cannot score: "
+            "run the real competition (snakemake --configfile competition.yaml) and submit that"
+        )
+    tuned = json.loads(args.thresholds_path.read_text())
+    message = (
+        f"config {' + '.join(args.config) or 'config.yaml'}; OOF Dice {tuned['ensemble']['dice']:.5f} "
+        f"at threshold {tuned['threshold']:.2f}"
+    )
+    line = submit(KaggleCLI(args.competition), args.submission_path, message)
+    print(line)
+    receipt = {
+        "competition": args.competition,
+        "file": str(args.submission_path),
+        "message": message,
+        "kaggle": line,
+    }
+    write_text(args.receipt_path, json.dumps(receipt, indent=2) + "\n")
 
 
 def _validate_data(args: argparse.Namespace) -> None:
@@ -235,6 +269,25 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--hq", action="store_true", help="take train_hq/test_hq images")
     local.set_defaults(run=_import_local)
 
+    fetch = stages.add_parser("download", help="fetch one competition archive with the kaggle CLI")
+    fetch.add_argument("--competition", default=COMPETITION)
+    fetch.add_argument("--file", required=True, help="e.g. train.zip")
+    fetch.add_argument("--archive-dir", type=Path, required=True)
+    fetch.set_defaults(run=_download)
+
+    upload = stages.add_parser("submit", help="upload the submission with the kaggle CLI")
+    upload.add_argument("--competition", default=COMPETITION)
+    upload.add_argument("--submission-path", type=Path, required=True)
+    upload.add_argument(
+        "--thresholds-path", type=Path, required=True, help="its OOF score goes in the message"
+    )
+    upload.add_argument(
+        "--config", action="append", default=[], help="config file of the run, for the message"
+    )
+    upload.add_argument("--dataset", default="kaggle", help="the run's dataset; synthetic is refused")
+    upload.add_argument("--receipt-path", type=Path, required=True)
+    upload.set_defaults(run=_submit)
+
     check = stages.add_parser("validate-data", help="check the dataset; write a report")
     check.add_argument("--data-dir", type=Path, required=True)
     check.add_argument("--report-path", type=Path, required=True)
@@ -334,8 +387,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], None] = args.run
+    from carvana.data.kaggle import KaggleError
+
     try:
         run(args)
+    except KaggleError as error:
+        print(f"carvana {args.stage}: {error}", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError) as error:
         from carvana.data.validate import DataValidationError
         from carvana.submission import SubmissionError

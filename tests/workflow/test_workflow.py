@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from kaggle_stub import KaggleStub, competition_archives
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -68,8 +70,11 @@ def _workflow_copy(tmp_path: Path, config: dict[str, object] | None = None) -> P
     return work
 
 
-def _snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+def _snakemake(
+    work: Path, *args: str, check: bool = True, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = os.environ if environ is None else environ
+    env = {**base, "PATH": f"{BIN}{os.pathsep}{base.get('PATH', '')}"}
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
         cwd=work,
@@ -127,7 +132,7 @@ def test_config_yaml_is_valid_and_every_schema_key_has_description_and_default()
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ({"dataset": "kagle"}, r"'kagle' is not one of \['synthetic', 'local'\]"),
+        ({"dataset": "kagle"}, r"'kagle' is not one of \['synthetic', 'local', 'kaggle'\]"),
         ({"folds": {"n_folds": 1}}, "1 is less than the minimum of 2"),
         ({"folds": {"stratify": "colour"}}, "'colour' is not one of"),
         ({"synthetic": {"image_scale": 2}}, "2 is greater than the maximum of 1"),
@@ -268,3 +273,70 @@ def test_an_input_size_the_architecture_cannot_take_is_rejected_before_any_job(t
         in result.stdout + result.stderr
     )
     assert not (work / "results").exists()
+
+
+def test_the_download_rule_fetches_the_archives_into_a_checked_dataset(tiny_dataset, tmp_path: Path) -> None:
+    work = _workflow_copy(tmp_path, {"dataset": "kaggle", "kaggle": {"full_competition": False}})
+    home = tmp_path / "home"
+    home.mkdir()
+    files = competition_archives(tiny_dataset.data_dir)
+    with KaggleStub(files) as stub:
+        environ = stub.environ(
+            {**os.environ, "HOME": str(home), "KAGGLE_USERNAME": "u", "KAGGLE_KEY": "k3y-k3y-k3y"}
+        )
+        _snakemake(work, "--cores", "2", "results/data_report.json", environ=environ)
+        fetched = sorted(
+            body["fileName"] for _, path, body in stub.requests if path.endswith("DownloadDataFile")
+        )
+        assert fetched == sorted(files)
+        report = json.loads((work / "results/data_report.json").read_text())
+        assert report["train_images"] == len(list((tiny_dataset.data_dir / "train").iterdir()))
+        assert report["test_images"] == len(list((tiny_dataset.data_dir / "test").iterdir()))
+        again = _snakemake(work, "-n", "results/data_report.json", environ=environ)
+        assert "Nothing to be done" in again.stdout + again.stderr
+    logs = "".join(path.read_text() for path in (work / "results/logs").rglob("*.log"))
+    assert "k3y-k3y-k3y" not in logs
+
+
+def test_the_competition_config_plans_the_whole_competition(tmp_path: Path) -> None:
+    work = _workflow_copy(tmp_path)
+    shutil.copy(ROOT / "competition.yaml", work)
+    result = _snakemake(work, "-n", "-p", "--configfile", "competition.yaml")
+    out = result.stdout
+    counts = dict(re.findall(r"^(download|train|predict|import_kaggle)\s+(\d+)$", out, re.MULTILINE))
+    assert counts == {"download": "6", "import_kaggle": "1", "train": "15", "predict": "16"}
+    # read over config.yaml: the competition's own settings win, none of the offline ones leak in
+    unet1024 = re.search(r"carvana train --model unet1024 .*?--model-json '(\{.*?\})'", out)
+    assert unet1024 is not None
+    spec = json.loads(unet1024.group(1))
+    assert (spec["width"], spec["input_size"], spec["optimizer"]["name"]) == (1.0, [1024, 1024], "rmsprop")
+    assert "--weight unet11=1" in out and "--weight unet1024=1 " in out
+
+
+def test_submit_refuses_the_offline_dataset(tmp_path: Path) -> None:
+    work = _workflow_copy(tmp_path)
+    plan = _snakemake(work, "-n", "submit")
+    assert "submit" in plan.stdout and "carvana submit" not in plan.stdout  # planned, not run
+    results = work / "results"
+    (results / "tuning").mkdir(parents=True)
+    (results / "tuning/thresholds.json").write_text('{"threshold": 0.5, "ensemble": {"dice": 0.9}}')
+    result = subprocess.run(
+        [
+            str(BIN / "carvana"),
+            "submit",
+            "--submission-path",
+            "x.csv.gz",
+            "--thresholds-path",
+            str(results / "tuning/thresholds.json"),
+            "--dataset",
+            "synthetic",
+            "--receipt-path",
+            "r.json",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "generated offline dataset, which Kaggle cannot score" in result.stderr

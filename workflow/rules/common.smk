@@ -11,6 +11,7 @@ from carvana.layout import (
     COMPETITION_TRAIN_IMAGES,
     scaled_size,
 )
+from carvana.data.kaggle import archive_names
 from carvana.models.spec import model_specs
 from carvana.prediction.weights import model_weights
 
@@ -104,13 +105,43 @@ def data_dir_of_input(wildcards, input):
     return str(Path(input.train_masks_csv).parent)
 
 
+def full_competition():
+    """Whether the real data must have the competition's exact counts and size."""
+    dataset = config["dataset"]
+    return dataset != "synthetic" and config[dataset]["full_competition"]
+
+
 def image_size():
     """(height, width) every image must have, or None to read it off a hand-made subset."""
     if config["dataset"] == "synthetic":
         return scaled_size(config["synthetic"]["image_scale"])
-    if config["dataset"] == "local" and not config["local"]["full_competition"]:
-        return None
-    return COMPETITION_SIZE
+    return COMPETITION_SIZE if full_competition() else None
+
+
+ARCHIVE_DIR = Path(config["kaggle"]["archive_dir"])
+
+
+def kaggle_archives():
+    """The archives the download rule fetches, one job each."""
+    return [str(ARCHIVE_DIR / name) for name in archive_names(config["kaggle"]["hq"])]
+
+
+def archive_dir_of_output(wildcards, output):
+    return str(Path(output.archive).parent)
+
+
+def archive_dir_of_input(wildcards, input):
+    return str(Path(input.archives[0]).parent)
+
+
+def import_kaggle_args():
+    return " --hq" if config["kaggle"]["hq"] else ""
+
+
+def submit_args():
+    """The run's config files (named in the submission's message) and its dataset."""
+    configs = " ".join(f"--config {path}" for path in workflow.configfiles)
+    return f"{configs} --dataset {config['dataset']} --competition {config['kaggle']['competition']}"
 
 
 def synthesize_args():
@@ -131,7 +162,7 @@ def import_local_args():
 def validate_data_args():
     size = image_size()
     args = f"--image-size {size[0]} {size[1]}" if size else ""
-    if config["dataset"] == "local" and config["local"]["full_competition"]:
+    if full_competition():
         args += f" --train-images {COMPETITION_TRAIN_IMAGES} --test-images {COMPETITION_TEST_IMAGES}"
     if config["validate_data"]["decode_test"]:
         args += " --decode-test"

@@ -1,4 +1,5 @@
 # The data step: one source per run, the same competition layout out of each.
+# kaggle: download (one job per archive, skipped when present) -> import_kaggle (safe unzip).
 
 if config["dataset"] == "synthetic":
 
@@ -36,6 +37,43 @@ elif config["dataset"] == "local":
             args=import_local_args(),
         shell:
             "carvana import-local --data-dir {params.data_dir} {params.args} 2>&1 | tee {log}"
+
+elif config["dataset"] == "kaggle":
+
+    rule download:
+        output:
+            archive=str(ARCHIVE_DIR / "{archive}"),
+        log:
+            "results/logs/download/{archive}.log",
+        benchmark:
+            "results/benchmarks/download/{archive}.tsv"
+        conda:
+            ENV
+        params:
+            archive_dir=archive_dir_of_output,
+            competition=config["kaggle"]["competition"],
+        shell:
+            "carvana download --competition {params.competition} --file {wildcards.archive} "
+            "--archive-dir {params.archive_dir} 2>&1 | tee {log}"
+
+    rule import_kaggle:
+        input:
+            archives=kaggle_archives(),
+        output:
+            **dataset_files(),
+        log:
+            "results/logs/import_kaggle.log",
+        benchmark:
+            "results/benchmarks/import_kaggle.tsv"
+        conda:
+            ENV
+        params:
+            data_dir=data_dir_of_output,
+            archive_dir=archive_dir_of_input,
+            args=import_kaggle_args(),
+        shell:
+            "carvana import-local --source-dir {params.archive_dir} --data-dir {params.data_dir}"
+            "{params.args} 2>&1 | tee {log}"
 
 
 rule validate_data:

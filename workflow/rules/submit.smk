@@ -68,3 +68,24 @@ onsuccess:
         print(
             f"Offline score (mean Dice against the generated test masks): {Path(SCORE).read_text()}"
         )
+
+
+rule submit:
+    """Upload the checked submission to Kaggle: `snakemake submit`, never part of `all`."""
+    input:
+        submission=SUBMISSION,
+        check=SUBMISSION_CHECK,
+        thresholds=THRESHOLDS,
+    output:
+        receipt="results/submission_receipt.json",
+    log:
+        "results/logs/submit.log",
+    benchmark:
+        "results/benchmarks/submit.tsv"
+    conda:
+        ENV
+    params:
+        args=submit_args(),
+    shell:
+        "carvana submit --submission-path {input.submission} --thresholds-path {input.thresholds} "
+        "--receipt-path {output.receipt} {params.args} 2>&1 | tee {log}"

@@ -1,0 +1,252 @@
+"""The ``kaggle`` data source and the submission upload, through the official kaggle CLI.
+
+The CLI runs as a subprocess (``python -m kaggle``), with this process's environment: its own
+credentials lookup (KAGGLE_API_TOKEN, KAGGLE_USERNAME/KAGGLE_KEY, or the files in
+KAGGLE_CONFIG_DIR or ~/.kaggle) and its own proxy settings apply. Credentials are never printed:
+any credential value that shows up in the CLI's output is masked before the output is shown.
+
+A download takes one archive at a time into a hidden folder beside its final place, checks its
+size against the competition's file list and that it is a zip, and only then renames it into
+place, so an interrupted download never leaves an archive that looks whole. An archive already
+there with the listed size is kept. The CLI does not unzip; ``carvana.data.local`` extracts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+COMPETITION = "carvana-image-masking-challenge"
+TOKEN_PAGE = "https://www.kaggle.com/settings"
+CLI_TIMEOUT_S = 6 * 3600  # the HQ test archive alone is tens of GB
+SUBMITTED = "Successfully submitted"
+NETWORK_SIGNS = (
+    "max retries exceeded",
+    "connection refused",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "proxyerror",
+    "network is unreachable",
+)
+
+
+class KaggleError(RuntimeError):
+    """The kaggle CLI could not do what was asked; the message says why and how to fix it."""
+
+
+def archive_names(hq: bool) -> list[str]:
+    """The competition archives a run needs: standard or high-quality images."""
+    images = ["train_hq.zip", "test_hq.zip"] if hq else ["train.zip", "test.zip"]
+    return [
+        *images,
+        "train_masks.zip",
+        "train_masks.csv.zip",
+        "metadata.csv.zip",
+        "sample_submission.csv.zip",
+    ]
+
+
+def rules_page(competition: str) -> str:
+    return f"https://www.kaggle.com/competitions/{competition}/rules"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where the CLI will find credentials (for messages) and the values to mask in its output."""
+
+    source: str
+    secrets: tuple[str, ...]
+
+
+def find_credentials(environ: Mapping[str, str], home: Path) -> Credentials | None:
+    """The credentials the kaggle CLI would use, in its own order; None when there are none."""
+    if environ.get("KAGGLE_API_TOKEN"):
+        token = environ["KAGGLE_API_TOKEN"]
+        secrets = [token]
+        if Path(token).is_file():
+            secrets.append(Path(token).read_text().strip())
+        return Credentials("KAGGLE_API_TOKEN", tuple(secrets))
+    config_dir = Path(environ["KAGGLE_CONFIG_DIR"]) if environ.get("KAGGLE_CONFIG_DIR") else None
+    if config_dir is None:
+        config_dir = home / ".kaggle" if (home / ".kaggle").is_dir() else home / ".config" / "kaggle"
+    for name in ("access_token", "access_token.txt"):
+        path = config_dir / name
+        if path.is_file() and path.read_text().strip():
+            return Credentials(str(path), (path.read_text().strip(),))
+    if environ.get("KAGGLE_USERNAME") and environ.get("KAGGLE_KEY"):
+        return Credentials("KAGGLE_USERNAME and KAGGLE_KEY", (environ["KAGGLE_KEY"],))
+    path = config_dir / "kaggle.json"
+    if path.is_file():
+        try:
+            key = str(json.loads(path.read_text()).get("key", ""))
+        except (ValueError, AttributeError):
+            raise KaggleError(f"{path} is not valid JSON: download a new token from {TOKEN_PAGE}") from None
+        if key:
+            return Credentials(str(path), (key,))
+    return None
+
+
+def no_credentials_message(home: Path) -> str:
+    return (
+        "no Kaggle credentials: create an API token at "
+        f"{TOKEN_PAGE} (Account > API > Create New Token), save the downloaded kaggle.json as "
+        f"{home / '.kaggle' / 'kaggle.json'} (chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY "
+        "(or KAGGLE_API_TOKEN) in the environment; then rerun"
+    )
+
+
+def mask(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every credential value replaced by ***."""
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class KaggleCLI:
+    """Runs ``python -m kaggle`` with checked credentials and explains its failures."""
+
+    competition: str = COMPETITION
+    environ: Mapping[str, str] | None = None
+
+    def _environ(self) -> dict[str, str]:
+        return dict(os.environ if self.environ is None else self.environ)
+
+    def credentials(self) -> Credentials:
+        environ = self._environ()
+        home = Path(environ.get("HOME", Path.home()))
+        found = find_credentials(environ, home)
+        if found is None:
+            raise KaggleError(no_credentials_message(home))
+        return found
+
+    def run(self, *args: str) -> str:
+        """The CLI's stdout (progress bars go to stderr), masked; KaggleError when it fails."""
+        credentials = self.credentials()
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "kaggle", *args],
+                env=self._environ(),
+                capture_output=True,
+                text=True,
+                timeout=CLI_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise KaggleError(
+                f"the kaggle CLI ran for over {CLI_TIMEOUT_S} s: {' '.join(args[:2])}"
+            ) from None
+        if result.returncode != 0:
+            output = mask(result.stdout + result.stderr, credentials.secrets)
+            raise KaggleError(self.explain(output, result.returncode, credentials))
+        return mask(result.stdout, credentials.secrets)
+
+    def explain(self, output: str, returncode: int, credentials: Credentials) -> str:
+        lowered = output.lower()
+        if any(sign in lowered for sign in NETWORK_SIGNS):
+            return (
+                "cannot reach Kaggle's API: check the network connection (and HTTPS_PROXY if this "
+                f"machine needs a proxy), then rerun. The kaggle CLI said: {_last_line(output)}"
+            )
+        if "authentication required" in lowered or re.search(r"\b401\b|unauthori[sz]ed", lowered):
+            return (
+                f"Kaggle rejected the credentials from {credentials.source} (HTTP 401): the token "
+                f"may be expired or revoked. Create a new one at {TOKEN_PAGE} (Account > API > "
+                "Create New Token) and replace the old one; then rerun"
+            )
+        if re.search(r"\b403\b|forbidden|rules|permission", lowered):
+            return (
+                f"Kaggle refused access to the competition {self.competition!r} (HTTP 403): accept "
+                f"its rules at {rules_page(self.competition)} with the account of these "
+                "credentials, then rerun"
+            )
+        return f"the kaggle CLI failed (exit {returncode}): {_last_line(output)}"
+
+    def file_sizes(self) -> dict[str, int]:
+        """The competition's files and their sizes in bytes, from ``kaggle competitions files``."""
+        output = self.run("competitions", "files", "-c", self.competition, "--csv", "--page-size", "200")
+        start = output.find("name,")
+        if start < 0:
+            raise KaggleError(f"unexpected answer from `kaggle competitions files`: {_last_line(output)}")
+        rows = csv.DictReader(io.StringIO(output[start:]))
+        try:
+            return {row["name"]: int(row["size"]) for row in rows if row.get("name")}
+        except (KeyError, ValueError):
+            raise KaggleError(f"unexpected file list from Kaggle: {output[start : start + 200]!r}") from None
+
+
+def download(cli: KaggleCLI, name: str, archive_dir: Path) -> Path:
+    """Fetch archive ``name`` into ``archive_dir`` unless a whole copy is there; return its path."""
+    sizes = cli.file_sizes()
+    if name not in sizes:
+        raise KaggleError(
+            f"{name} is not among the files of {cli.competition!r}: {', '.join(sorted(sizes)) or 'none'}"
+        )
+    size = sizes[name]
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    target = archive_dir / name
+    if target.is_file() and target.stat().st_size == size and zipfile.is_zipfile(target):
+        print(f"{target}: already here, {size:,} bytes as listed; kept", flush=True)
+        return target
+    needed = 2 * size  # the archive, and the files it unpacks to (JPEGs and GIFs do not shrink)
+    free = shutil.disk_usage(archive_dir).free
+    if free < needed:
+        raise KaggleError(
+            f"not enough disk for {name}: it needs {needed / 1e9:.1f} GB in {archive_dir} (the "
+            f"{size / 1e9:.1f} GB archive and its extraction) and {free / 1e9:.1f} GB are free; free "
+            "some space or set kaggle.archive_dir (and data_dir) to a larger disk"
+        )
+    partial = archive_dir / f".{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    print(f"downloading {name} ({size:,} bytes) from {cli.competition}", flush=True)
+    cli.run(
+        "competitions", "download", "-c", cli.competition, "-f", name, "-p", str(partial), "--force", "-q"
+    )
+    fetched = partial / name
+    if not fetched.is_file():
+        found = sorted(p.name for p in partial.iterdir())
+        raise KaggleError(f"the kaggle CLI finished but {name} is not in {partial} (found {found})")
+    if fetched.stat().st_size != size or not zipfile.is_zipfile(fetched):
+        raise KaggleError(
+            f"{name} arrived with {fetched.stat().st_size:,} bytes where Kaggle lists {size:,}, or is "
+            "not a zip; rerun to download it again"
+        )
+    fetched.replace(target)
+    shutil.rmtree(partial, ignore_errors=True)
+    print(f"{target}: {size:,} bytes", flush=True)
+    return target
+
+
+def submit(cli: KaggleCLI, submission_path: Path, message: str) -> str:
+    """Upload the submission; return the CLI's success line. KaggleError unless Kaggle took it:
+    the CLI exits 0 even when the upload failed, so success is its own success line."""
+    if not submission_path.is_file():
+        raise FileNotFoundError(f"{submission_path} does not exist: run `snakemake` first")
+    output = cli.run(
+        "competitions", "submit", "-c", cli.competition, "-f", str(submission_path), "-m", message
+    )
+    for line in output.splitlines():
+        if line.startswith(SUBMITTED):
+            return line.strip()
+    raise KaggleError(
+        f"Kaggle did not accept {submission_path}: the kaggle CLI said {_last_line(output)!r} "
+        "(it exits 0 even then). Check the file with `snakemake results/submission_check.json` and "
+        "your remaining submissions today, then rerun `snakemake submit`"
+    )
+
+
+def _last_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"
