@@ -1,5 +1,5 @@
 # The Carvana Image Masking Challenge pipeline: a table of contents.
-# data (synthesize | import_local) -> validate_data -> make_folds -> train {model} x {fold}
+# data (synthesize | import_local | download -> import_kaggle) -> validate_data -> make_folds -> train {model} x {fold}
 # -> tune_threshold -> predict {shard} -> submission -> validate_submission, score
 
 
