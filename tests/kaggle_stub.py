@@ -5,11 +5,12 @@ HTTP_PROXY pointing at this server, those requests arrive here (the request line
 URL), so the stub needs no privileged port. It serves the competition's file list, one file per
 DownloadDataFile (a redirect to /files/<name>, as Kaggle answers), and a submission's three steps
 (StartSubmissionUpload, the PUT of the bytes, CreateSubmission). ``mode`` makes it fail as Kaggle
-does: "401", "403", "upload_fails" (the PUT is refused).
+does: "401", "403", "upload_fails" (the PUT is refused), "echo_key" (an error quoting the key).
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
@@ -112,6 +113,11 @@ class KaggleStub:
                 stub.requests.append((self.command, path, body))
                 if path.startswith("/api/") and stub.mode == "401":
                     return self.send(401, {"code": 401, "message": "Unauthenticated"})
+                if path.startswith("/api/") and stub.mode == "echo_key":  # a server that quotes the key
+                    user, _, key = (
+                        base64.b64decode(self.headers["Authorization"].split()[1]).decode().partition(":")
+                    )
+                    return self.send(400, {"code": 400, "message": f"key {key} is not valid for {user}"})
                 if path.startswith("/api/") and stub.mode == "403":
                     return self.send(403, b"Forbidden")
                 if path == SERVICE + "ListDataFiles":

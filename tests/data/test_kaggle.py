@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from carvana.data.archives import UnsafeArchiveError
-from carvana.data.kaggle import COMPETITION, KaggleCLI, KaggleError, download, submit
+from carvana.data.kaggle import (
+    COMPETITION,
+    Credentials,
+    KaggleCLI,
+    KaggleError,
+    download,
+    find_credentials,
+    submit,
+)
 from carvana.data.local import LocalSpec, import_local
 from kaggle_stub import SERVICE, KaggleStub, competition_archives
 
@@ -148,3 +156,26 @@ def test_a_failed_upload_is_a_failure_although_the_cli_exits_0(tmp_path: Path, h
         with pytest.raises(KaggleError, match=r"Kaggle did not accept .*Could not submit to competition"):
             submit(cli, submission, "a message")
         assert not any(path == SERVICE + "CreateSubmission" for _, path, _ in stub.requests)
+
+
+def test_a_credential_that_the_cli_prints_is_masked(tmp_path: Path, home: Path) -> None:
+    with KaggleStub({}, mode="echo_key") as stub:
+        cli = KaggleCLI(environ=cli_environ(stub, home, KAGGLE_USERNAME="someone", KAGGLE_KEY=KEY))
+        with pytest.raises(KaggleError) as caught:
+            download(cli, "train.zip", tmp_path / "kaggle")
+    assert KEY not in str(caught.value) and "key *** is not valid" in str(caught.value)
+
+
+def test_credentials_are_found_in_the_clis_order(home: Path) -> None:
+    assert find_credentials({}, home) is None
+    (home / ".kaggle").mkdir()
+    (home / ".kaggle" / "kaggle.json").write_text('{"username": "u", "key": "file-key-1234"}')
+    assert find_credentials({}, home) == Credentials(
+        str(home / ".kaggle" / "kaggle.json"), ("file-key-1234",)
+    )
+    both = find_credentials({"KAGGLE_USERNAME": "u", "KAGGLE_KEY": "env-key-1234"}, home)
+    assert both == Credentials("KAGGLE_USERNAME and KAGGLE_KEY", ("env-key-1234", "file-key-1234"))
+    (home / ".kaggle" / "access_token").write_text("token-1234\n")
+    first = find_credentials({"KAGGLE_API_TOKEN": "env-token-1234"}, home)
+    assert first is not None and first.source == "KAGGLE_API_TOKEN"
+    assert set(first.secrets) == {"env-token-1234", "token-1234", "file-key-1234"}  # all masked

@@ -313,30 +313,9 @@ def test_the_competition_config_plans_the_whole_competition(tmp_path: Path) -> N
     assert "--weight unet11=1" in out and "--weight unet1024=1 " in out
 
 
-def test_submit_refuses_the_offline_dataset(tmp_path: Path) -> None:
+def test_submit_refuses_the_offline_dataset_before_any_other_job(tmp_path: Path) -> None:
     work = _workflow_copy(tmp_path)
-    plan = _snakemake(work, "-n", "submit")
-    assert "submit" in plan.stdout and "carvana submit" not in plan.stdout  # planned, not run
-    results = work / "results"
-    (results / "tuning").mkdir(parents=True)
-    (results / "tuning/thresholds.json").write_text('{"threshold": 0.5, "ensemble": {"dice": 0.9}}')
-    result = subprocess.run(
-        [
-            str(BIN / "carvana"),
-            "submit",
-            "--submission-path",
-            "x.csv.gz",
-            "--thresholds-path",
-            str(results / "tuning/thresholds.json"),
-            "--dataset",
-            "synthetic",
-            "--receipt-path",
-            "r.json",
-        ],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert "generated offline dataset, which Kaggle cannot score" in result.stderr
+    result = _snakemake(work, "--cores", "1", "submit", check=False)
+    assert result.returncode != 0
+    assert "generated offline dataset, which Kaggle cannot score" in result.stdout + result.stderr
+    assert sorted(p.name for p in (work / "results").rglob("*") if p.is_file()) == ["submit.log"]

@@ -42,7 +42,8 @@ elif config["dataset"] == "kaggle":
 
     rule download:
         output:
-            archive=str(ARCHIVE_DIR / "{archive}"),
+            # update: a rerun must not delete an archive of GBs; the download keeps a whole one
+            archive=update(str(ARCHIVE_DIR / "{archive}")),
         log:
             "results/logs/download/{archive}.log",
         benchmark:

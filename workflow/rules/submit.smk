@@ -70,22 +70,38 @@ onsuccess:
         )
 
 
-rule submit:
-    """Upload the checked submission to Kaggle: `snakemake submit`, never part of `all`."""
-    input:
-        submission=SUBMISSION,
-        check=SUBMISSION_CHECK,
-        thresholds=THRESHOLDS,
-    output:
-        receipt="results/submission_receipt.json",
-    log:
-        "results/logs/submit.log",
-    benchmark:
-        "results/benchmarks/submit.tsv"
-    conda:
-        ENV
-    params:
-        args=submit_args(),
-    shell:
-        "carvana submit --submission-path {input.submission} --thresholds-path {input.thresholds} "
-        "--receipt-path {output.receipt} {params.args} 2>&1 | tee {log}"
+if config["dataset"] == "synthetic":
+
+    rule submit:
+        """The offline dataset is generated: refuse at once, before any other job runs."""
+        log:
+            "results/logs/submit.log",
+        conda:
+            ENV
+        shell:
+            "echo 'submit: this run uses the generated offline dataset, which Kaggle cannot score; "
+            "submit the real competition: snakemake --configfile competition.yaml submit' "
+            "| tee {log} >&2; exit 1"
+
+else:
+
+    rule submit:
+        """Upload the checked submission to Kaggle (`snakemake --configfile competition.yaml
+        submit`), never part of `all`."""
+        input:
+            submission=SUBMISSION,
+            check=SUBMISSION_CHECK,
+            thresholds=THRESHOLDS,
+        output:
+            receipt="results/submission_receipt.json",
+        log:
+            "results/logs/submit.log",
+        benchmark:
+            "results/benchmarks/submit.tsv"
+        conda:
+            ENV
+        params:
+            args=submit_args(),
+        shell:
+            "carvana submit --submission-path {input.submission} --thresholds-path {input.thresholds} "
+            "--receipt-path {output.receipt} {params.args} 2>&1 | tee {log}"

@@ -13,6 +13,7 @@ there with the listed size is kept. The CLI does not unzip; ``carvana.data.local
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -69,31 +70,51 @@ class Credentials:
 
 
 def find_credentials(environ: Mapping[str, str], home: Path) -> Credentials | None:
-    """The credentials the kaggle CLI would use, in its own order; None when there are none."""
-    if environ.get("KAGGLE_API_TOKEN"):
-        token = environ["KAGGLE_API_TOKEN"]
-        secrets = [token]
+    """The credentials the kaggle CLI 2.x would use, in its order: KAGGLE_API_TOKEN (the token or
+    a file of it), ~/.kaggle/access_token(.txt), KAGGLE_USERNAME/KAGGLE_KEY, kaggle.json in its
+    config folder, then a `kaggle auth login` in ~/.kaggle/credentials.json. None when there are
+    none. Every credential value found is masked, whichever one the CLI ends up using."""
+    found: list[tuple[str, str]] = []  # (source, secret)
+    token = environ.get("KAGGLE_API_TOKEN", "")
+    if token:
+        found.append(("KAGGLE_API_TOKEN", token))
         if Path(token).is_file():
-            secrets.append(Path(token).read_text().strip())
-        return Credentials("KAGGLE_API_TOKEN", tuple(secrets))
-    config_dir = Path(environ["KAGGLE_CONFIG_DIR"]) if environ.get("KAGGLE_CONFIG_DIR") else None
-    if config_dir is None:
-        config_dir = home / ".kaggle" if (home / ".kaggle").is_dir() else home / ".config" / "kaggle"
+            found.append(("KAGGLE_API_TOKEN", Path(token).read_text().strip()))
     for name in ("access_token", "access_token.txt"):
-        path = config_dir / name
+        path = home / ".kaggle" / name
         if path.is_file() and path.read_text().strip():
-            return Credentials(str(path), (path.read_text().strip(),))
+            found.append((str(path), path.read_text().strip()))
     if environ.get("KAGGLE_USERNAME") and environ.get("KAGGLE_KEY"):
-        return Credentials("KAGGLE_USERNAME and KAGGLE_KEY", (environ["KAGGLE_KEY"],))
-    path = config_dir / "kaggle.json"
-    if path.is_file():
+        found.append(("KAGGLE_USERNAME and KAGGLE_KEY", environ["KAGGLE_KEY"]))
+    config_file = _config_dir(environ, home) / "kaggle.json"
+    if config_file.is_file():
         try:
-            key = str(json.loads(path.read_text()).get("key", ""))
+            key = str(json.loads(config_file.read_text()).get("key", ""))
         except (ValueError, AttributeError):
-            raise KaggleError(f"{path} is not valid JSON: download a new token from {TOKEN_PAGE}") from None
+            raise KaggleError(
+                f"{config_file} is not valid JSON: download a new token from {TOKEN_PAGE}"
+            ) from None
         if key:
-            return Credentials(str(path), (key,))
-    return None
+            found.append((str(config_file), key))
+    login = home / ".kaggle" / "credentials.json"
+    if login.is_file():
+        found.append((f"{login} (kaggle auth login)", login.read_text()))
+    if not found:
+        return None
+    secrets = [secret for _, secret in found]
+    if login.is_file():
+        with contextlib.suppress(ValueError, AttributeError):  # masked whole above in any case
+            secrets += [str(v) for v in json.loads(login.read_text()).values() if isinstance(v, str)]
+    return Credentials(found[0][0], tuple(secrets))
+
+
+def _config_dir(environ: Mapping[str, str], home: Path) -> Path:
+    """Where the kaggle CLI looks for kaggle.json."""
+    if environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(environ["KAGGLE_CONFIG_DIR"])
+    if (home / ".kaggle").is_dir():
+        return home / ".kaggle"
+    return Path(environ.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"
 
 
 def no_credentials_message(home: Path) -> str:
@@ -159,13 +180,22 @@ class KaggleCLI:
                 "cannot reach Kaggle's API: check the network connection (and HTTPS_PROXY if this "
                 f"machine needs a proxy), then rerun. The kaggle CLI said: {_last_line(output)}"
             )
+        if "no space left on device" in lowered:
+            return (
+                f"the disk filled up during the download: free some space, then rerun ({_last_line(output)})"
+            )
+        if "permission denied" in lowered or "read-only file system" in lowered:
+            return (
+                "the kaggle CLI could not write a file it needs (its config folder under HOME, or "
+                f"the download folder): {_last_line(output)}"
+            )
         if "authentication required" in lowered or re.search(r"\b401\b|unauthori[sz]ed", lowered):
             return (
                 f"Kaggle rejected the credentials from {credentials.source} (HTTP 401): the token "
                 f"may be expired or revoked. Create a new one at {TOKEN_PAGE} (Account > API > "
                 "Create New Token) and replace the old one; then rerun"
             )
-        if re.search(r"\b403\b|forbidden|rules|permission", lowered):
+        if re.search(r"\b403\b|forbidden", lowered):
             return (
                 f"Kaggle refused access to the competition {self.competition!r} (HTTP 403): accept "
                 f"its rules at {rules_page(self.competition)} with the account of these "
@@ -199,6 +229,8 @@ def download(cli: KaggleCLI, name: str, archive_dir: Path) -> Path:
     if target.is_file() and target.stat().st_size == size and zipfile.is_zipfile(target):
         print(f"{target}: already here, {size:,} bytes as listed; kept", flush=True)
         return target
+    partial = archive_dir / f".{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)  # a killed download's leftovers, before counting space
     needed = 2 * size  # the archive, and the files it unpacks to (JPEGs and GIFs do not shrink)
     free = shutil.disk_usage(archive_dir).free
     if free < needed:
@@ -207,8 +239,6 @@ def download(cli: KaggleCLI, name: str, archive_dir: Path) -> Path:
             f"{size / 1e9:.1f} GB archive and its extraction) and {free / 1e9:.1f} GB are free; free "
             "some space or set kaggle.archive_dir (and data_dir) to a larger disk"
         )
-    partial = archive_dir / f".{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     print(f"downloading {name} ({size:,} bytes) from {cli.competition}", flush=True)
     cli.run(
@@ -233,7 +263,9 @@ def submit(cli: KaggleCLI, submission_path: Path, message: str) -> str:
     """Upload the submission; return the CLI's success line. KaggleError unless Kaggle took it:
     the CLI exits 0 even when the upload failed, so success is its own success line."""
     if not submission_path.is_file():
-        raise FileNotFoundError(f"{submission_path} does not exist: run `snakemake` first")
+        raise FileNotFoundError(
+            f"{submission_path} does not exist: run `snakemake --configfile competition.yaml` first"
+        )
     output = cli.run(
         "competitions", "submit", "-c", cli.competition, "-f", str(submission_path), "-m", message
     )
@@ -242,8 +274,9 @@ def submit(cli: KaggleCLI, submission_path: Path, message: str) -> str:
             return line.strip()
     raise KaggleError(
         f"Kaggle did not accept {submission_path}: the kaggle CLI said {_last_line(output)!r} "
-        "(it exits 0 even then). Check the file with `snakemake results/submission_check.json` and "
-        "your remaining submissions today, then rerun `snakemake submit`"
+        "(it exits 0 even then). Check results/submission_check.json and "
+        "your remaining submissions today, then rerun "
+        "`snakemake --configfile competition.yaml submit`"
     )
 
 

@@ -7,6 +7,7 @@ the tuned threshold is the one for the map that prediction thresholds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 
@@ -19,7 +20,7 @@ def parse_weights(items: Iterable[str]) -> dict[str, float]:
             weight = float(value)
         except ValueError:
             weight = float("nan")
-        if not separator or not name or weight != weight:
+        if not separator or not name or not math.isfinite(weight):
             raise ValueError(f"ensemble weight {item!r} is not MODEL=NUMBER, e.g. unet11=0.5")
         if name in weights:
             raise ValueError(f"ensemble weight of {name!r} is given twice")
