@@ -82,8 +82,9 @@ def find_credentials(environ: Mapping[str, str], home: Path) -> Credentials | No
             found.append(("KAGGLE_API_TOKEN", Path(token).read_text().strip()))
     for name in ("access_token", "access_token.txt"):
         path = home / ".kaggle" / name
-        if path.is_file() and path.read_text().strip():
-            found.append((str(path), path.read_text().strip()))
+        saved = path.read_text().strip() if path.is_file() else ""
+        if saved:
+            found.append((str(path), saved))
     if environ.get("KAGGLE_USERNAME") and environ.get("KAGGLE_KEY"):
         found.append(("KAGGLE_USERNAME and KAGGLE_KEY", environ["KAGGLE_KEY"]))
     config_file = _config_dir(environ, home) / "kaggle.json"
@@ -98,14 +99,13 @@ def find_credentials(environ: Mapping[str, str], home: Path) -> Credentials | No
             found.append((str(config_file), key))
     login = home / ".kaggle" / "credentials.json"
     if login.is_file():
-        found.append((f"{login} (kaggle auth login)", login.read_text()))
+        text = login.read_text()
+        found.append((f"{login} (kaggle auth login)", text))
+        with contextlib.suppress(ValueError, AttributeError):  # its values too, one by one
+            found += [(str(login), str(v)) for v in json.loads(text).values() if isinstance(v, str)]
     if not found:
         return None
-    secrets = [secret for _, secret in found]
-    if login.is_file():
-        with contextlib.suppress(ValueError, AttributeError):  # masked whole above in any case
-            secrets += [str(v) for v in json.loads(login.read_text()).values() if isinstance(v, str)]
-    return Credentials(found[0][0], tuple(secrets))
+    return Credentials(found[0][0], tuple(secret for _, secret in found))
 
 
 def _config_dir(environ: Mapping[str, str], home: Path) -> Path:
