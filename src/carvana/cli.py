@@ -241,6 +241,32 @@ def _score(args: argparse.Namespace) -> None:
     )
 
 
+def _report_figures(args: argparse.Namespace) -> None:
+    import json
+
+    from carvana.report import ReportPaths, summary_page, training_curves, worst_oof_gallery
+
+    paths = ReportPaths(args.data_dir, args.models_dir, args.tuning_dir, args.out_dir)
+    config = json.loads(args.config_json)
+    summary_page(config, args.tuning_dir, args.score_path, paths.summary_path)
+    training_curves(args.models_dir, args.model, paths.curves_path)
+    worst = worst_oof_gallery(paths, args.worst)
+    print(
+        f"report figures in {args.out_dir}: curves of {len(args.model)} models, {len(worst)} worst OOF images"
+    )
+
+
+def _with_gpus(args: argparse.Namespace) -> None:
+    from carvana.gpus import run_with_gpus
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise ValueError(
+            "with-gpus needs a command after --, e.g. carvana with-gpus --gpus 1 -- carvana train ..."
+        )
+    run_with_gpus(args.gpus, args.asked, command)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -376,6 +402,25 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--data-dir", type=Path, required=True)
     score.add_argument("--score-path", type=Path, required=True)
     score.set_defaults(run=_score)
+
+    figures = stages.add_parser("report-figures", help="training curves and the worst OOF images")
+    figures.add_argument("--data-dir", type=Path, required=True)
+    figures.add_argument("--models-dir", type=Path, required=True, help="<models-dir>/<model>/fold<k>/")
+    figures.add_argument("--tuning-dir", type=Path, required=True, help="thresholds.json, oof_images.csv")
+    figures.add_argument("--out-dir", type=Path, required=True)
+    figures.add_argument("--model", action="append", required=True, help="a model to draw; repeat for each")
+    figures.add_argument("--worst", type=_positive_int, default=10, help="how many OOF images to show")
+    figures.add_argument("--config-json", default="{}", help="the run's config, shown in the summary")
+    figures.add_argument("--score-path", type=Path, default=None, help="score.json of the offline run")
+    figures.set_defaults(run=_report_figures)
+
+    gpus = stages.add_parser(
+        "with-gpus", help="lease free GPUs, set CUDA_VISIBLE_DEVICES and run a command (a GPU job)"
+    )
+    gpus.add_argument("--gpus", type=int, required=True, help="GPUs granted ({resources.gpu}); 0: the CPU")
+    gpus.add_argument("--asked", type=int, default=None, help="GPUs the model asks for: warned if more")
+    gpus.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARG...")
+    gpus.set_defaults(run=_with_gpus)
 
     models = stages.add_parser("models", help="list the configured models with their parameter counts")
     models.add_argument("--config-file", type=Path, default=Path("config.yaml"))

@@ -23,10 +23,13 @@ rule predict:
     resources:
         gpu=predict_gpus(),
     params:
+        code=stage_code("_predict"),
+        gpus=predict_gpus(),
         data_dir=data_dir_of_sample_submission,
         shard=shard_args,
         args=predict_args(),
     shell:
+        "carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
         "carvana predict {params.shard} --data-dir {params.data_dir} --weights {input.weights} "
-        "--thresholds-path {input.thresholds} --out-path {output.shard} {params.args} --threads {threads} "
+        "--thresholds-path {input.thresholds} --out-path {output.shard} {params.args} --gpu {resources.gpu} --threads {threads} "
         "2>&1 | tee {log}"

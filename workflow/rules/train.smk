@@ -1,4 +1,5 @@
-# Training: every configured model on every fold, each job resumable from its last checkpoint.
+# Training: every configured model on every fold, each job resumable from its last checkpoint,
+# on GPUs it leases for itself (carvana with-gpus).
 
 
 rule train:
@@ -7,7 +8,6 @@ rule train:
         train_masks_csv=dataset_inputs()["train_masks_csv"],
         train=dataset_inputs()["train"],
         train_masks=dataset_inputs()["train_masks"],
-        source=model_source,
     output:
         weights=f"{RUN_DIR}/weights.pt",
         metrics=f"{RUN_DIR}/metrics.csv",
@@ -23,9 +23,12 @@ rule train:
     resources:
         gpu=model_gpus,
     params:
+        code=train_code,
+        gpus=model_gpus,
         data_dir=data_dir_of_input,
         run_dir=RUN_DIR,
         spec=model_json,
     shell:
+        "carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
         "carvana train --model {wildcards.model} --fold {wildcards.fold} --model-json {params.spec:q} "
         "--data-dir {params.data_dir} --folds-path {input.folds} --run-dir {params.run_dir} 2>&1 | tee {log}"
