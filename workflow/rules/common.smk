@@ -1,6 +1,7 @@
 # Helpers that rules call, and the config check. Rules hold no logic of their own.
 
-import importlib.util
+import json
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -12,7 +13,8 @@ from carvana.layout import (
     scaled_size,
 )
 from carvana.data.kaggle import archive_names
-from carvana.models.spec import model_specs
+from carvana.models.spec import ARCH_MODULES, model_specs
+from carvana.stage_code import stage_digest
 from carvana.prediction.weights import model_weights
 
 min_version("9.0")
@@ -33,6 +35,37 @@ MODELS = {
 model_weights(
     list(MODELS), config["ensemble"]["weights"]
 )  # names and values, before any job
+
+
+def gpu_budget():
+    """GPUs the run may use at once (--resources gpu, set by the workflow profile to this
+    machine's count), or None where nothing caps them (a cluster)."""
+    resource = workflow.global_resources.get("gpu")
+    value = getattr(resource, "value", resource)
+    return value if isinstance(value, int) else None
+
+
+def warn_about_gpu_cuts():
+    """Snakemake silently cuts a job's gpu to --resources gpu: say so before any job runs."""
+    budget = gpu_budget()
+    asked = {f"models.{name}.gpu": spec.gpu for name, spec in MODELS.items()}
+    asked["predict.gpu"] = config["predict"]["gpu"]
+    if budget == 0 and any(asked.values()):
+        print(
+            "note: gpu=0 (no GPU on this machine): network jobs run on the CPU",
+            file=sys.stderr,
+        )
+    elif budget is not None:
+        for key, count in asked.items():
+            if count > budget:
+                print(
+                    f"warning: {key} asks for {count} GPUs per job but --resources gpu={budget}: "
+                    f"those jobs get {budget}; raise --resources gpu to give them all",
+                    file=sys.stderr,
+                )
+
+
+warn_about_gpu_cuts()
 if any(spec.encoder for spec in MODELS.values()):
     from carvana.models.smp_models import check_encoder
 
@@ -47,6 +80,13 @@ DATA_REPORT = "results/data_report.json"
 FOLDS = "results/folds.csv"
 RUN_DIR = "results/models/{model}/fold{fold}"  # one training job's folder
 THRESHOLDS = "results/tuning/thresholds.json"
+OOF_SCORES = "results/tuning/oof_scores.csv"
+OOF_IMAGES = "results/tuning/oof_images.csv"  # each training image's OOF Dice
+REPORT_PAGES = [
+    "results/report/summary.html",
+    "results/report/training_curves.png",
+    "results/report/worst_oof",
+]
 SUBMISSION = "results/submission.csv.gz"
 SUBMISSION_CHECK = "results/submission_check.json"
 SCORE = (
@@ -179,9 +219,16 @@ def model_json(wildcards):
     return MODELS[wildcards.model].to_json()
 
 
-def model_source(wildcards):
-    """The source file of this model's network: editing it retrains this model only."""
-    return importlib.util.find_spec(MODELS[wildcards.model].module).origin
+def stage_code(handler):
+    """The digest of the code a stage runs (CLI handler ``handler`` and the modules it imports):
+    a params entry, so that editing that code reruns the stage and what follows it."""
+    return stage_digest(handler)
+
+
+def train_code(wildcards):
+    """The training code of this model: every other architecture's module is left out, so
+    editing one network's source retrains that model only."""
+    return stage_digest("_train", ARCH_MODULES - {MODELS[wildcards.model].module})
 
 
 def model_threads(wildcards):
@@ -199,6 +246,30 @@ def models_dir_of_input(wildcards, input):
 
 def folder_of_thresholds(wildcards, output):
     return str(Path(output.thresholds).parent)
+
+
+def folder_of_input_thresholds(wildcards, input):
+    return str(Path(input.thresholds).parent)
+
+
+def folder_of_curves(wildcards, output):
+    return str(Path(output.curves).parent)
+
+
+def report_figures_args(wildcards, input):
+    models = " ".join(f"--model {name}" for name in MODELS)
+    score = f" --score-path {input.score}" if input.score else ""
+    return f"{models} --worst {config['report']['worst_images']}{score}"
+
+
+def offline_score():
+    """The offline score, shown in the report; the real competition has none."""
+    return SCORE if config["dataset"] == "synthetic" else []
+
+
+def config_json():
+    """The run's config (all config files merged), shown in the report."""
+    return json.dumps(config, sort_keys=True)
 
 
 def weight_args():
@@ -229,7 +300,7 @@ def predict_args():
         for name in ("hflip", "vflip")
     )
     scales = " ".join(str(scale) for scale in predict["tta"]["scales"])
-    common = f"--batch-size {predict['batch_size']} {flips} --scales {scales} --gpu {predict['gpu']}"
+    common = f"--batch-size {predict['batch_size']} {flips} --scales {scales}"
     return " ".join(filter(None, [common, weight_args()]))
 
 

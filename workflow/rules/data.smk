@@ -15,6 +15,7 @@ if config["dataset"] == "synthetic":
             ENV
         threads: 2
         params:
+            code=stage_code("_synthesize"),
             data_dir=data_dir_of_output,
             args=synthesize_args(),
         shell:
@@ -33,6 +34,7 @@ elif config["dataset"] == "local":
         conda:
             ENV
         params:
+            code=stage_code("_import_local"),
             data_dir=data_dir_of_output,
             args=import_local_args(),
         shell:
@@ -69,6 +71,7 @@ elif config["dataset"] == "kaggle":
         conda:
             ENV
         params:
+            code=stage_code("_import_local"),
             data_dir=data_dir_of_output,
             archive_dir=archive_dir_of_input,
             args=import_kaggle_args(),
@@ -90,6 +93,7 @@ rule validate_data:
         ENV
     threads: 2
     params:
+        code=stage_code("_validate_data"),
         data_dir=data_dir_of_input,
         args=validate_data_args(),
     shell:

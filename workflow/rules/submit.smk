@@ -14,6 +14,7 @@ rule submission:
     conda:
         ENV
     params:
+        code=stage_code("_submission"),
         data_dir=data_dir_of_sample_submission,
     shell:
         "carvana submission --shard-path {input.shards} --data-dir {params.data_dir} "
@@ -34,6 +35,7 @@ rule validate_submission:
     conda:
         ENV
     params:
+        code=stage_code("_validate_submission"),
         data_dir=data_dir_of_sample_submission,
     shell:
         "carvana validate-submission --submission-path {input.submission} --data-dir {params.data_dir} "
@@ -49,7 +51,7 @@ if config["dataset"] == "synthetic":
             sample_submission=dataset_inputs()["sample_submission"],
             test=dataset_inputs()["test"],
         output:
-            score=SCORE,
+            score=report(SCORE, caption="../report/score.rst", category="Score"),
         log:
             "results/logs/score.log",
         benchmark:
@@ -57,6 +59,7 @@ if config["dataset"] == "synthetic":
         conda:
             ENV
         params:
+            code=stage_code("_score"),
             data_dir=data_dir_of_sample_submission,
         shell:
             "carvana score --submission-path {input.submission} --truth-path {input.truth} "
@@ -76,6 +79,8 @@ if config["dataset"] == "synthetic":
         """The offline dataset is generated: refuse at once, before any other job runs."""
         log:
             "results/logs/submit.log",
+        benchmark:
+            "results/benchmarks/submit.tsv"
         conda:
             ENV
         shell:

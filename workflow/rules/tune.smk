@@ -8,8 +8,17 @@ rule tune_threshold:
         oof=trained("oof"),
     output:
         thresholds=THRESHOLDS,
-        scores="results/tuning/oof_scores.csv",
-        plot="results/tuning/dice_vs_threshold.png",
+        scores=report(
+            OOF_SCORES,
+            caption="../report/oof_scores.rst",
+            category="Out-of-fold",
+        ),
+        images=OOF_IMAGES,
+        plot=report(
+            "results/tuning/dice_vs_threshold.png",
+            caption="../report/dice_vs_threshold.rst",
+            category="Out-of-fold",
+        ),
     log:
         "results/logs/tune_threshold.log",
     benchmark:
@@ -17,6 +26,7 @@ rule tune_threshold:
     conda:
         ENV
     params:
+        code=stage_code("_tune_threshold"),
         data_dir=data_dir_of_input,
         models_dir=models_dir_of_input,
         out_dir=folder_of_thresholds,

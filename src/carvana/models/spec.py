@@ -23,7 +23,7 @@ from carvana.models.geometry import nearest_multiples, unet_border, unet_nearest
 
 @dataclass(frozen=True)
 class Arch:
-    """What the pipeline knows of an architecture: its module (an input of its training jobs), the
+    """What the pipeline knows of an architecture: its module (in its training jobs' code digest), the
     reference's optimizer, and the divisor its input sides need (None: overlap tiles instead)."""
 
     module: str
@@ -52,6 +52,7 @@ SMP_ARCHS = (
     "Segformer",
     "DPT",
 )
+ARCH_MODULES = frozenset(arch.module for arch in (*ARCHS.values(), SMP_ARCH))  # one network each
 OPTIMIZER_LR = {"sgd": 0.01, "rmsprop": 1e-4, "adam": 1e-4, "adamw": 1e-4}
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 SCHEDULERS = ("cosine", "none")

@@ -1,0 +1,150 @@
+"""The code a stage runs, as a digest: a rule's ``params``, so that editing the code reruns the
+stage and what depends on it, and nothing else.
+
+Snakemake reruns a job when its shell text, inputs or params change, but knows nothing of the
+Python that the shell command runs. So each rule carries the digest of its stage's code: the
+``carvana`` CLI handler of the stage (with the CLI functions it calls) and every ``carvana``
+module it imports, directly or through other modules, found by reading the import statements
+(those inside functions too). A module's text is read as Python syntax with docstrings dropped:
+comments, blank lines, formatting and docstrings change nothing; code does.
+
+A training job of one model leaves out every other architecture's module (``exclude``), so editing
+``unet11.py`` retrains the unet11 jobs only.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "carvana"
+SOURCE_DIR = Path(__file__).resolve().parent  # the package folder: carvana/<...>.py
+
+
+def module_path(module: str, source_dir: Path = SOURCE_DIR) -> Path | None:
+    """The source file of a ``carvana`` module or package, or None if there is none."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = source_dir.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _tree(path: Path) -> ast.Module:
+    status = path.stat()
+    return _parse(path, status.st_mtime_ns, status.st_size)
+
+
+@cache
+def _parse(path: Path, mtime_ns: int, size: int) -> ast.Module:
+    """Parsed once per version of the file (the workflow asks once per job)."""
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def _imported_modules(node: ast.AST, module: str, source_dir: Path) -> set[str]:
+    """``carvana`` modules that ``node`` imports, anywhere in it (``from carvana import rle``
+    names the module ``carvana.rle``; ``from carvana.layout import X`` names ``carvana.layout``)."""
+    found: set[str] = set()
+    path = module_path(module, source_dir)
+    package = module if path is not None and path.name == "__init__.py" else module.rpartition(".")[0]
+    for child in ast.walk(node):
+        if isinstance(child, ast.Import):
+            found.update(alias.name for alias in child.names)
+        elif isinstance(child, ast.ImportFrom):
+            base = child.module or ""
+            if child.level:
+                anchor = package.split(".")[: len(package.split(".")) - child.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in child.names)
+    return {name for name in found if module_path(name, source_dir) is not None}
+
+
+def _with_packages(modules: Iterable[str]) -> set[str]:
+    """The modules and every package above them: importing one runs its packages' __init__."""
+    result: set[str] = set()
+    for module in modules:
+        parts = module.split(".")
+        result.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+    return result
+
+
+def module_closure(
+    roots: Iterable[str], exclude: Iterable[str] = (), source_dir: Path = SOURCE_DIR
+) -> set[str]:
+    """``roots`` and every ``carvana`` module they import, transitively, not entering ``exclude``."""
+    excluded = set(exclude)
+    seen: set[str] = set()
+    todo = [name for name in _with_packages(roots) if name not in excluded]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = module_path(module, source_dir)
+        assert path is not None  # only resolvable names are queued
+        for name in _with_packages(_imported_modules(_tree(path), module, source_dir)):
+            if name not in seen and name not in excluded:
+                todo.append(name)
+    return seen
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            first = body[0].value if body and isinstance(body[0], ast.Expr) else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _code_text(node: ast.AST) -> str:
+    """The node as Python syntax, without positions, comments or docstrings."""
+    import copy
+
+    return ast.dump(_without_docstrings(copy.deepcopy(node)), include_attributes=False)
+
+
+def _cli_functions(handler: str, source_dir: Path) -> list[ast.FunctionDef]:
+    """The CLI handler and the module-level CLI functions it calls, transitively."""
+    cli = _tree(source_dir / "cli.py")
+    functions = {node.name: node for node in cli.body if isinstance(node, ast.FunctionDef)}
+    if handler not in functions:
+        raise ValueError(f"carvana.cli has no function {handler!r}; stages: {sorted(functions)}")
+    chosen: dict[str, ast.FunctionDef] = {}
+    todo = [handler]
+    while todo:
+        name = todo.pop()
+        if name in chosen:
+            continue
+        chosen[name] = functions[name]
+        called = {node.id for node in ast.walk(functions[name]) if isinstance(node, ast.Name)}
+        todo.extend(sorted(called & set(functions) - set(chosen)))
+    return [chosen[name] for name in sorted(chosen)]
+
+
+def stage_digest(handler: str, exclude: Iterable[str] = (), source_dir: Path = SOURCE_DIR) -> str:
+    """A 16-hex-digit digest of the code that CLI handler ``handler`` (e.g. ``_train``) runs,
+    leaving out the modules in ``exclude`` and what only they import."""
+    functions = _cli_functions(handler, source_dir)
+    cli = _tree(source_dir / "cli.py")
+    top_level_imports = [node for node in cli.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    roots: set[str] = set()
+    for node in [*functions, *top_level_imports]:
+        roots |= _imported_modules(node, f"{PACKAGE}.cli", source_dir)
+    digest = hashlib.sha256()
+    for function in functions:
+        digest.update(_code_text(function).encode())
+    for module in sorted(module_closure(roots, exclude, source_dir)):
+        path = module_path(module, source_dir)
+        assert path is not None
+        digest.update(f"\n{module}\n".encode())
+        digest.update(_code_text(_tree(path)).encode())
+    return digest.hexdigest()[:16]
