@@ -1,17 +1,19 @@
 # Two entry points: `make run` and `make test`. Both build .venv first when it is missing or
-# pyproject.toml changed. Nothing here needs a GPU or the Kaggle API.
+# pyproject.toml changed; `make test` also installs Debian's chromium, in which a test renders the
+# HTML report. Nothing here needs a GPU or the Kaggle API.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # albumentations asks the network for a newer version at import unless told not to.
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test lint format clean
+.PHONY: install run report test browser lint format clean
 
 install: $(STAMP)
 
@@ -24,8 +26,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	snakemake --cores $(CORES)
 
-test: $(STAMP) lint
-	pytest
+report: $(STAMP)
+	snakemake --report results/report.html
+
+test: $(STAMP) lint browser
+	CARVANA_REQUIRE_CHROMIUM=1 pytest
+
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium: a test renders the HTML report in it"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	ruff check src tests benchmarks

@@ -1,9 +1,12 @@
 # The Carvana Image Masking Challenge pipeline: a table of contents.
 # data (synthesize | import_local | download -> import_kaggle) -> validate_data -> make_folds -> train {model} x {fold}
-# -> tune_threshold -> predict {shard} -> submission -> validate_submission, score
+# -> tune_threshold -> predict {shard} -> submission -> validate_submission, score; report_figures
 
 
 configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -13,6 +16,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/submit.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -23,4 +27,5 @@ rule all:
         trained("weights"),
         trained("oof_dice"),
         THRESHOLDS,
+        REPORT_PAGES,
         final_outputs(),

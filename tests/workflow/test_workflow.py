@@ -1,100 +1,27 @@
-"""The Snakemake workflow itself: lint, dry runs, config validation, and tiny real runs.
-
-Each test runs Snakemake as a subprocess on a copy of the workflow in a temporary folder, so the
-checkout's own results/ is never touched.
-"""
+"""The Snakemake workflow itself: lint, dry runs, config validation, and tiny real runs."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from workflow_runs import ROOT, TINY, TINY_MODELS, FinishedRun, environ, snakemake, workflow_copy
 
 from kaggle_stub import KaggleStub, competition_archives
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-# Three models, one per required architecture, small enough to train in seconds on 96x64 images.
-TINY_MODELS = {
-    "unet": {
-        **{"arch": "unet", "width": 0.0625, "input_size": [32, 48], "tile_size": [204, 220]},
-        **{"epochs": 1, "batch_size": 4, "gpu": 0},
-    },
-    "unet1024": {
-        "arch": "unet1024",
-        "width": 0.125,
-        "input_size": [64, 64],
-        "epochs": 1,
-        "batch_size": 4,
-        "gpu": 0,
-    },
-    "unet11": {
-        "arch": "unet11",
-        "width": 0.125,
-        "input_size": [32, 64],
-        "epochs": 1,
-        "batch_size": 4,
-        "gpu": 0,
-    },
-}
-TINY = {
-    "synthetic": {"train_cars": 4, "test_cars": 2, "image_scale": 0.05, "seed": 11},
-    "folds": {"n_folds": 2, "seed": 3},
-    "models": TINY_MODELS,
-}
-
-
-def _workflow_copy(tmp_path: Path, config: dict[str, object] | None = None) -> Path:
-    """Copy the workflow (not its results) into tmp_path; overlay ``config`` on config.yaml."""
-    work = tmp_path / "work"
-    work.mkdir(parents=True)
-    shutil.copy(ROOT / "Snakefile", work)
-    shutil.copytree(ROOT / "workflow", work / "workflow")
-    shutil.copytree(ROOT / "envs", work / "envs")
-    base = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for key, value in (config or {}).items():
-        if isinstance(value, dict) and key != "models":  # models are replaced whole
-            base[key] = {**base.get(key, {}), **value}
-        else:
-            base[key] = value
-    (work / "config.yaml").write_text(yaml.safe_dump(base))
-    return work
-
-
-def _snakemake(
-    work: Path, *args: str, check: bool = True, environ: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = os.environ if environ is None else environ
-    env = {**base, "PATH": f"{BIN}{os.pathsep}{base.get('PATH', '')}"}
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and result.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
 
 def test_lint_is_clean(tmp_path: Path) -> None:
-    result = _snakemake(_workflow_copy(tmp_path), "--lint")
+    result = snakemake(workflow_copy(tmp_path), "--lint")
     assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
 
 
 def test_dry_run_plans_the_data_stages(tmp_path: Path) -> None:
-    result = _snakemake(_workflow_copy(tmp_path), "-n", "--quiet", "rules")
+    result = snakemake(workflow_copy(tmp_path), "-n", "--quiet", "rules")
     text = result.stdout + result.stderr
     for rule in (
         "synthesize",
@@ -143,23 +70,23 @@ def test_config_yaml_is_valid_and_every_schema_key_has_description_and_default()
     ],
 )
 def test_schema_rejects_bad_values_before_any_job(tmp_path: Path, override: dict, expected: str) -> None:
-    work = _workflow_copy(tmp_path, override)
-    result = _snakemake(work, "-n", check=False)
+    work = workflow_copy(tmp_path, override)
+    result = snakemake(work, "-n", check=False)
     assert result.returncode != 0
     assert re.search(expected, result.stdout + result.stderr), result.stderr[-2000:]
     assert not (work / "results").exists()
 
 
 def test_local_source_without_folder_says_how_to_fix(tmp_path: Path) -> None:
-    result = _snakemake(_workflow_copy(tmp_path, {"dataset": "local"}), "-n", check=False)
+    result = snakemake(workflow_copy(tmp_path, {"dataset": "local"}), "-n", check=False)
     assert result.returncode != 0
     assert "local.source_dir is empty" in result.stdout + result.stderr
 
 
 @pytest.mark.slow
 def test_tiny_run_makes_dataset_report_and_folds_then_nothing_to_do(tmp_path: Path) -> None:
-    work = _workflow_copy(tmp_path, TINY)
-    _snakemake(work, "--cores", "2", "results/folds.csv")
+    work = workflow_copy(tmp_path, TINY)
+    snakemake(work, "--cores", "2", "results/folds.csv")
 
     report = json.loads((work / "results/data_report.json").read_text())
     assert report["train_images"] == 4 * 16
@@ -176,18 +103,18 @@ def test_tiny_run_makes_dataset_report_and_folds_then_nothing_to_do(tmp_path: Pa
         assert (work / f"results/logs/{rule}.log").stat().st_size > 0
         assert (work / f"results/benchmarks/{rule}.tsv").is_file()
 
-    again = _snakemake(work, "-n", "results/folds.csv")
+    again = snakemake(work, "-n", "results/folds.csv")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.slow
 def test_changing_the_fold_count_reruns_only_the_folds(tmp_path: Path) -> None:
-    work = _workflow_copy(tmp_path, TINY)
-    _snakemake(work, "--cores", "2", "results/folds.csv")
+    work = workflow_copy(tmp_path, TINY)
+    snakemake(work, "--cores", "2", "results/folds.csv")
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["folds"]["n_folds"] = 4
     (work / "config.yaml").write_text(yaml.safe_dump(config))
-    plan = _snakemake(work, "-n", "results/folds.csv", "--quiet", "rules")
+    plan = snakemake(work, "-n", "results/folds.csv", "--quiet", "rules")
     text = plan.stdout + plan.stderr
     assert "make_folds" in text
     assert "synthesize" not in text
@@ -196,15 +123,15 @@ def test_changing_the_fold_count_reruns_only_the_folds(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_local_source_runs_the_same_stages(tmp_path: Path) -> None:
-    source_work = _workflow_copy(tmp_path / "a", TINY)
-    _snakemake(source_work, "--cores", "2", "results/data_report.json")
+    source_work = workflow_copy(tmp_path / "a", TINY)
+    snakemake(source_work, "--cores", "2", "results/data_report.json")
     source = source_work / "results/data"
 
-    work = _workflow_copy(
+    work = workflow_copy(
         tmp_path / "b",
         {"dataset": "local", "local": {"source_dir": str(source), "full_competition": False}},
     )
-    _snakemake(work, "--cores", "2", "results/folds.csv")
+    snakemake(work, "--cores", "2", "results/folds.csv")
     assert (work / "results/data/train").is_symlink()
     report = json.loads((work / "results/data_report.json").read_text())
     assert report["train_images"] == 64
@@ -213,10 +140,9 @@ def test_local_source_runs_the_same_stages(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_tiny_run_goes_from_data_to_a_valid_submission_then_nothing_to_do(tmp_path: Path) -> None:
-    work = _workflow_copy(tmp_path, TINY)
-    result = _snakemake(work, "--cores", "2")
-    assert "Offline score (mean Dice against the generated test masks)" in result.stdout + result.stderr
+def test_tiny_run_goes_from_data_to_a_valid_submission(finished_run: FinishedRun) -> None:
+    work = finished_run.work
+    assert "Offline score (mean Dice against the generated test masks)" in finished_run.output
     folds = pd.read_csv(work / "results/folds.csv")
     for model in TINY_MODELS:
         for fold in (0, 1):
@@ -235,6 +161,14 @@ def test_tiny_run_goes_from_data_to_a_valid_submission_then_nothing_to_do(tmp_pa
     scores = pd.read_csv(work / "results/tuning/oof_scores.csv")
     assert len(scores) == 4 * 3  # three models and the ensemble x (all, fold 0, fold 1)
     assert scores["dice"].between(0, 1).all()
+    per_image = pd.read_csv(work / "results/tuning/oof_images.csv")
+    assert len(per_image) == 64
+    # each fold's mean of the per-image table is the fold's row of oof_scores.csv
+    for member in [*TINY_MODELS, "ensemble"]:
+        for fold in (0, 1):
+            row = scores[(scores["model"] == member) & (scores["fold"] == str(fold))]
+            mean = per_image.loc[per_image["fold"] == fold, member].mean()
+            assert mean == pytest.approx(float(row["dice"].iloc[0]), abs=1e-5)
 
     submission = pd.read_csv(work / "results/submission.csv.gz", keep_default_na=False)
     sample = pd.read_csv(work / "results/data/sample_submission.csv")
@@ -248,25 +182,36 @@ def test_tiny_run_goes_from_data_to_a_valid_submission_then_nothing_to_do(tmp_pa
     score = json.loads((work / "results/score.json").read_text())
     assert score["images"] == 32 and 0 <= score["mean_dice"] <= 1
 
-    again = _snakemake(work, "-n")
-    assert "Nothing to be done" in again.stdout + again.stderr
 
-    # a change to one model's settings retrains that model's jobs only
-    config = yaml.safe_load((work / "config.yaml").read_text())
-    config["models"]["unet11"]["epochs"] = 2
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-    plan = _snakemake(work, "-n")
-    text = plan.stdout + plan.stderr
-    assert re.search(r"train\s+2\b", text), text[-2000:]
-    assert re.search(r"tune_threshold\s+1\b", text)
-    assert "wildcards: model=unet11, fold=0" in text and "wildcards: model=unet11, fold=1" in text
-    assert "model=unet1024" not in text and "model=unet," not in text
+@pytest.mark.slow
+def test_every_rule_of_the_run_wrote_its_log_and_benchmark(finished_run: FinishedRun) -> None:
+    results = finished_run.work / "results"
+    jobs = ["synthesize", "validate_data", "make_folds", "tune_threshold", "submission"]
+    jobs += ["validate_submission", "score", "report_figures", "predict/shard_1-of-2", "predict/shard_2-of-2"]
+    jobs += [f"train/{model}_fold{fold}" for model in TINY_MODELS for fold in (0, 1)]
+    for job in jobs:
+        assert (results / f"logs/{job}.log").stat().st_size > 0, job
+        benchmark = pd.read_csv(results / f"benchmarks/{job}.tsv", sep="\t")
+        assert benchmark["s"].iloc[0] > 0, job
+
+
+@pytest.mark.slow
+def test_network_jobs_of_the_run_each_leased_a_fake_gpu(finished_run: FinishedRun) -> None:
+    logs = finished_run.work / "results/logs"
+    leased = {
+        path.name: re.search(r"GPU: leased device\(s\) (\d) of 0,1", path.read_text())
+        for path in [*logs.glob("train/*.log"), *logs.glob("predict/*.log")]
+    }
+    assert len(leased) == 6 + 2
+    assert all(match is not None for match in leased.values()), leased
+    # a device is leased only while free: both were used, since two jobs ran at a time
+    assert {match.group(1) for match in leased.values() if match} == {"0", "1"}
 
 
 def test_an_input_size_the_architecture_cannot_take_is_rejected_before_any_job(tmp_path: Path) -> None:
     models = {**TINY_MODELS, "unet1024": {**TINY_MODELS["unet1024"], "input_size": [100, 64]}}
-    work = _workflow_copy(tmp_path, {**TINY, "models": models})
-    result = _snakemake(work, "-n", check=False)
+    work = workflow_copy(tmp_path, {**TINY, "models": models})
+    result = snakemake(work, "-n", check=False)
     assert result.returncode != 0
     assert (
         "side of 100, not divisible by 64: the nearest valid sides are 64 and 128"
@@ -276,15 +221,13 @@ def test_an_input_size_the_architecture_cannot_take_is_rejected_before_any_job(t
 
 
 def test_the_download_rule_fetches_the_archives_into_a_checked_dataset(tiny_dataset, tmp_path: Path) -> None:
-    work = _workflow_copy(tmp_path, {"dataset": "kaggle", "kaggle": {"full_competition": False}})
+    work = workflow_copy(tmp_path, {"dataset": "kaggle", "kaggle": {"full_competition": False}})
     home = tmp_path / "home"
     home.mkdir()
     files = competition_archives(tiny_dataset.data_dir)
     with KaggleStub(files) as stub:
-        environ = stub.environ(
-            {**os.environ, "HOME": str(home), "KAGGLE_USERNAME": "u", "KAGGLE_KEY": "k3y-k3y-k3y"}
-        )
-        _snakemake(work, "--cores", "2", "results/data_report.json", environ=environ)
+        env = stub.environ(environ(work, HOME=str(home), KAGGLE_USERNAME="u", KAGGLE_KEY="k3y-k3y-k3y"))
+        snakemake(work, "--cores", "2", "results/data_report.json", env=env)
         fetched = sorted(
             body["fileName"] for _, path, body in stub.requests if path.endswith("DownloadDataFile")
         )
@@ -292,16 +235,16 @@ def test_the_download_rule_fetches_the_archives_into_a_checked_dataset(tiny_data
         report = json.loads((work / "results/data_report.json").read_text())
         assert report["train_images"] == len(list((tiny_dataset.data_dir / "train").iterdir()))
         assert report["test_images"] == len(list((tiny_dataset.data_dir / "test").iterdir()))
-        again = _snakemake(work, "-n", "results/data_report.json", environ=environ)
+        again = snakemake(work, "-n", "results/data_report.json", env=env)
         assert "Nothing to be done" in again.stdout + again.stderr
     logs = "".join(path.read_text() for path in (work / "results/logs").rglob("*.log"))
     assert "k3y-k3y-k3y" not in logs
 
 
 def test_the_competition_config_plans_the_whole_competition(tmp_path: Path) -> None:
-    work = _workflow_copy(tmp_path)
+    work = workflow_copy(tmp_path)
     shutil.copy(ROOT / "competition.yaml", work)
-    result = _snakemake(work, "-n", "-p", "--configfile", "competition.yaml")
+    result = snakemake(work, "-n", "-p", "--configfile", "competition.yaml")
     out = result.stdout
     counts = dict(re.findall(r"^(download|train|predict|import_kaggle)\s+(\d+)$", out, re.MULTILINE))
     assert counts == {"download": "6", "import_kaggle": "1", "train": "15", "predict": "16"}
@@ -314,8 +257,21 @@ def test_the_competition_config_plans_the_whole_competition(tmp_path: Path) -> N
 
 
 def test_submit_refuses_the_offline_dataset_before_any_other_job(tmp_path: Path) -> None:
-    work = _workflow_copy(tmp_path)
-    result = _snakemake(work, "--cores", "1", "submit", check=False)
+    work = workflow_copy(tmp_path)
+    result = snakemake(work, "--cores", "1", "submit", check=False)
     assert result.returncode != 0
     assert "generated offline dataset, which Kaggle cannot score" in result.stdout + result.stderr
     assert sorted(p.name for p in (work / "results").rglob("*") if p.is_file()) == ["submit.log"]
+
+
+def test_every_rule_has_a_log_and_a_benchmark_under_results() -> None:
+    text = "".join(path.read_text() for path in sorted((ROOT / "workflow/rules").glob("*.smk")))
+    blocks = re.split(r"^\s*rule (\w+):\n", text, flags=re.MULTILINE)[1:]
+    rules = dict(zip(blocks[::2], blocks[1::2], strict=True))
+    assert {"synthesize", "train", "predict", "report_figures", "submit"} <= set(rules)
+    for name, body in rules.items():
+        log = re.search(r"log:\s*\n\s*\"(results/logs/[^\"]+)\"", body)
+        benchmark = re.search(r"benchmark:\s*\n\s*\"(results/benchmarks/[^\"]+)\"", body)
+        assert log is not None and benchmark is not None, (
+            f"rule {name} lacks a log or benchmark under results/"
+        )

@@ -8,7 +8,8 @@ the grid; the ensemble's best threshold is the one prediction uses.
 
 Outputs in ``out_dir``: ``thresholds.json`` (the chosen threshold, and each model's best),
 ``oof_scores.csv`` (OOF Dice per model and the ensemble, per fold and over all folds, at each
-one's best threshold and at 0.5) and ``dice_vs_threshold.png``.
+one's best threshold and at 0.5), ``oof_images.csv`` (each image's Dice per model and for the
+ensemble, at those thresholds) and ``dice_vs_threshold.png``.
 """
 
 from __future__ import annotations
@@ -92,10 +93,12 @@ def tune(
     at_half = int(np.argmin(np.abs(thresholds - 0.5))) if grid.start <= 0.5 <= grid.stop else None
     chosen: dict[str, dict[str, float]] = {}
     rows = []
+    per_image = folds[["img", "car_id", "fold"]].copy()
     for member, curve in curves.items():
         threshold, dice = best_threshold(thresholds, curve.mean(axis=0))
         chosen[member] = {"threshold": threshold, "dice": dice}
         column = int(np.argmin(np.abs(thresholds - threshold)))
+        per_image[member] = curve[:, column]
         groups = [("all", np.ones(len(folds), dtype=bool))]
         groups += [(str(fold), (folds["fold"] == fold).to_numpy()) for fold in sorted(folds["fold"].unique())]
         for fold, rows_of in groups:
@@ -120,6 +123,8 @@ def tune(
     paths.out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(paths.out_dir / "oof_scores.csv") as temporary:
         pd.DataFrame(rows).to_csv(temporary, index=False, float_format="%.6f")
+    with atomic_path(paths.out_dir / "oof_images.csv") as temporary:
+        per_image.to_csv(temporary, index=False, float_format="%.6f")
     plot_curves(
         thresholds,
         {member: curve.mean(axis=0) for member, curve in curves.items()},

@@ -1,0 +1,220 @@
+"""Pages for the HTML report (``snakemake --report``): the run's summary, training curves and the
+worst OOF images.
+
+``summary_page`` writes one self-contained HTML page: the run's config, the tuned threshold and
+weights, OOF Dice per model and fold, and the offline score when there is one.
+
+``training_curves`` draws each model's ``metrics.csv`` per fold: training and held-out loss, and
+held-out Dice, against epoch. ``worst_oof_gallery`` picks the training images with the lowest
+ensemble OOF Dice (``oof_images.csv`` of the tuning stage) and draws, for each, the image, its
+true mask and the ensemble's OOF prediction over it: the same weighted mean of the models' OOF
+maps and the same threshold as tuning chose, so each panel's Dice is the one tuning scored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from carvana import rle
+from carvana.atomic import atomic_path, write_text
+from carvana.data.images import read_image
+from carvana.layout import DatasetPaths
+
+ENSEMBLE = "ensemble"
+TRUTH_COLOUR = (0, 255, 0)  # RGB: the true mask's outline
+MISSED_COLOUR = (255, 0, 255)  # truth the prediction missed
+EXTRA_COLOUR = (255, 140, 0)  # prediction outside the truth
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    data_dir: Path
+    models_dir: Path
+    tuning_dir: Path
+    out_dir: Path
+
+    @property
+    def summary_path(self) -> Path:
+        return self.out_dir / "summary.html"
+
+    @property
+    def curves_path(self) -> Path:
+        return self.out_dir / "training_curves.png"
+
+    @property
+    def gallery_dir(self) -> Path:
+        return self.out_dir / "worst_oof"
+
+
+def summary_page(config: dict[str, Any], tuning_dir: Path, score_path: Path | None, path: Path) -> None:
+    """The run at a glance, as HTML with no outside resources: config, OOF Dice, score."""
+    import html
+
+    import yaml
+
+    tuned = json.loads((tuning_dir / "thresholds.json").read_text())
+    scores = pd.read_csv(tuning_dir / "oof_scores.csv", dtype={"fold": str})
+    table = scores.pivot(index="model", columns="fold", values="dice")
+    members = [*tuned["models"], ENSEMBLE]
+    folds = ["all", *sorted((c for c in table.columns if c != "all"), key=int)]
+    table = table.loc[members, folds]
+    header = "".join(f"<th>{html.escape('all folds' if f == 'all' else f'fold {f}')}</th>" for f in folds)
+    rows = "".join(
+        f"<tr><th>{html.escape(member)}</th><td>{tuned['weights'].get(member, '')}</td>"
+        + f"<td>{(tuned['models'].get(member) or tuned['ensemble'])['threshold']:.2f}</td>"
+        + "".join(f"<td>{table.loc[member, fold]:.4f}</td>" for fold in folds)
+        + "</tr>"
+        for member in members
+    )
+    score = ""
+    if score_path is not None:
+        result = json.loads(score_path.read_text())
+        score = (
+            f"<h2>Score</h2><p>Mean Dice of the submission against the generated test masks: "
+            f"<b>{result['mean_dice']:.5f}</b> over {result['images']} images.</p>"
+        )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Run summary</title>
+<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}} pre{{background:#f4f4f4;padding:1em}}</style>
+</head><body>
+<h2>Out-of-fold Dice</h2>
+<p>Each model at its own best threshold; the ensemble (the weighted mean of the models' maps) at
+{tuned["threshold"]:.2f}, the threshold prediction uses. {tuned["images"]} training images.</p>
+<table id="oof-dice"><tr><th>model</th><th>weight</th><th>threshold</th>{header}</tr>{rows}</table>
+{score}
+<h2>Config</h2>
+<pre id="config">{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>
+</body></html>
+"""
+    write_text(path, page)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(models_dir: Path, models: list[str], path: Path) -> None:
+    """One row of three plots per model (train loss, held-out loss, held-out Dice), a line per fold."""
+    if not models:
+        raise ValueError("no models: configure at least one")
+    plt = _pyplot()
+    figure, axes = plt.subplots(len(models), 3, figsize=(12, 3 * len(models)), dpi=90, squeeze=False)
+    for row, model in enumerate(models):
+        runs = sorted((models_dir / model).glob("fold*/metrics.csv"), key=lambda p: _fold(p.parent.name))
+        if not runs:
+            raise FileNotFoundError(f"{models_dir / model}: no fold*/metrics.csv; run its training jobs")
+        for metrics_path in runs:
+            metrics = pd.read_csv(metrics_path)
+            label = metrics_path.parent.name
+            for column, name in enumerate(("train_loss", "val_loss", "val_dice")):
+                axes[row, column].plot(metrics["epoch"], metrics[name], marker=".", label=label)
+        for column, name in enumerate(("training loss", "held-out loss", "held-out Dice at 0.5")):
+            axes[row, column].set_title(f"{model}: {name}", fontsize=10)
+            axes[row, column].set_xlabel("epoch")
+            axes[row, column].grid(alpha=0.3)
+        axes[row, 2].legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _fold(name: str) -> int:
+    match = re.fullmatch(r"fold(\d+)", name)
+    if match is None:
+        raise ValueError(f"{name}: not a fold folder (fold<k>)")
+    return int(match.group(1))
+
+
+def _save(figure: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    _pyplot().close(figure)
+
+
+def ensemble_oof_mask(
+    models_dir: Path, img: str, fold: int, weights: dict[str, float], threshold: float
+) -> npt.NDArray[np.uint8]:
+    """The ensemble's OOF prediction of ``img``, 0/1 of shape (height, width), exactly as the
+    tuning stage scores it: the weighted mean of the models' uint8 maps (p * 255) held in steps
+    of 1 / (255 * models), car where it is at least ``threshold``."""
+    if not weights or sum(weights.values()) <= 0:
+        raise ValueError(f"the ensemble needs a positive weight, got {weights}")
+    scale = len(weights) / sum(weights.values())
+    total: npt.NDArray[np.float64] | None = None
+    for model, weight in weights.items():
+        path = models_dir / model / f"fold{fold}" / "oof" / (img.removesuffix(".jpg") + ".png")
+        probability = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if probability is None:
+            raise FileNotFoundError(f"{path}: missing OOF map; rerun that training job")
+        term = weight * scale * probability.astype(np.float64)
+        total = term if total is None else total + term
+    assert total is not None
+    first = np.ceil(threshold * 255 * len(weights) - 1e-9)  # the smallest level counted as car
+    return np.asarray(np.rint(total) >= first, dtype=np.uint8)
+
+
+def overlay(
+    image: npt.NDArray[np.uint8], truth: npt.NDArray[np.uint8], prediction: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """``image`` (H, W, 3) RGB with missed truth and extra prediction tinted, truth outlined."""
+    shown = image.copy()
+    for mask, colour in ((truth & (1 - prediction), MISSED_COLOUR), (prediction & (1 - truth), EXTRA_COLOUR)):
+        where = mask.astype(bool)
+        shown[where] = (0.45 * shown[where] + 0.55 * np.array(colour)).astype(np.uint8)
+    contours, _ = cv2.findContours(truth, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(shown, contours, -1, TRUTH_COLOUR, 1)
+    return shown
+
+
+def worst_oof_gallery(paths: ReportPaths, count: int) -> list[str]:
+    """Write ``count`` PNGs (rank, image, Dice in the name) of the lowest ensemble OOF Dice;
+    return the images, worst first."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    scores = pd.read_csv(paths.tuning_dir / "oof_images.csv")
+    tuned = json.loads((paths.tuning_dir / "thresholds.json").read_text())
+    weights = {model: float(weight) for model, weight in tuned["weights"].items()}
+    worst = scores.sort_values([ENSEMBLE, "img"]).head(count)
+    dataset = DatasetPaths(paths.data_dir)
+    truth_rle = pd.read_csv(dataset.train_masks_csv_path).set_index("img")["rle_mask"]
+    plt = _pyplot()
+    with atomic_path(paths.gallery_dir) as folder:
+        folder.mkdir()
+        for rank, (img, fold, dice) in enumerate(
+            zip(worst["img"], worst["fold"], worst[ENSEMBLE], strict=True), 1
+        ):
+            image = read_image(dataset.train_dir / str(img))
+            truth = rle.decode(truth_rle[img], image.shape[:2])
+            prediction = ensemble_oof_mask(paths.models_dir, str(img), int(fold), weights, tuned["threshold"])
+            figure, axes = plt.subplots(1, 3, figsize=(12, 3), dpi=90)
+            panels = [
+                (image, "image"),
+                (truth * 255, "true mask"),
+                (overlay(image, truth, prediction), "prediction: magenta missed, orange extra"),
+            ]
+            for axis, (picture, title) in zip(axes, panels, strict=True):
+                axis.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+                axis.set_title(title, fontsize=9)
+                axis.axis("off")
+            figure.suptitle(
+                f"#{rank} {img} (fold {fold}): ensemble OOF Dice {dice:.4f} at {tuned['threshold']:.2f}",
+                fontsize=10,
+            )
+            figure.tight_layout()
+            _save(figure, folder / f"{rank:02d}_{str(img).removesuffix('.jpg')}_dice{dice:.4f}.png")
+    return list(worst["img"])

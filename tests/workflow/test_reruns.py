@@ -1,0 +1,156 @@
+"""What reruns after which change: dry runs on copies of one finished tiny run, a test per change.
+
+The tiny run has three models (unet, unet1024, unet11) on two folds and two prediction shards.
+Each test copies the finished run, makes one change, and reads the jobs a dry run plans.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_runs import FinishedRun, copy_run, snakemake
+
+pytestmark = pytest.mark.slow
+
+DOWNSTREAM_OF_TUNING = {
+    "tune_threshold": 1,
+    "predict": 2,
+    "submission": 1,
+    "validate_submission": 1,
+    "score": 1,
+    "report_figures": 1,
+    "all": 1,
+}
+DOWNSTREAM_OF_PREDICTION = {
+    "predict": 2,
+    "submission": 1,
+    "validate_submission": 1,
+    "score": 1,
+    "report_figures": 1,
+    "all": 1,
+}
+
+
+def _copy(finished_run: FinishedRun, tmp_path: Path) -> Path:
+    return copy_run(finished_run.work, tmp_path / "work")
+
+
+def _plan(work: Path) -> tuple[dict[str, int], set[tuple[str, str]]]:
+    """The jobs a dry run plans: their count per rule, and the (model, fold) of training jobs."""
+    result = snakemake(work, "-n")
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}, set()
+    stats = text[text.index("Job stats:") : text.index("total")]
+    counts = {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)}
+    trained = set(re.findall(r"wildcards: model=(\w+), fold=(\d+)", text))
+    return counts, trained
+
+
+def _edit_config(work: Path, change: dict[str, object]) -> None:
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    for dotted, value in change.items():
+        *parents, key = dotted.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[key] = value
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a") as file:
+        file.write(text)
+
+
+def test_nothing_changed_nothing_to_do(finished_run: FinishedRun, tmp_path: Path) -> None:
+    # the dry run has no fake GPUs (gpu=0): the GPU count is no reason to rerun
+    assert _plan(_copy(finished_run, tmp_path)) == ({}, set())
+
+
+def test_one_models_hyper_parameter_reruns_that_models_training_then_tuning_onwards(
+    finished_run: FinishedRun, tmp_path: Path
+) -> None:
+    work = _copy(finished_run, tmp_path)
+    _edit_config(work, {"models.unet11.optimizer": {"name": "adam", "lr": 0.002}})
+    counts, trained = _plan(work)
+    assert counts == {"train": 2, **DOWNSTREAM_OF_TUNING}
+    assert trained == {("unet11", "0"), ("unet11", "1")}
+
+
+def test_tta_settings_rerun_prediction_and_the_submission_only(
+    finished_run: FinishedRun, tmp_path: Path
+) -> None:
+    work = _copy(finished_run, tmp_path)
+    _edit_config(work, {"predict.tta.vflip": True})
+    assert _plan(work) == (DOWNSTREAM_OF_PREDICTION, set())
+
+
+def test_the_threshold_grid_reruns_tuning_onwards(finished_run: FinishedRun, tmp_path: Path) -> None:
+    work = _copy(finished_run, tmp_path)
+    _edit_config(work, {"tune.thresholds": {"start": 0.2, "stop": 0.8, "step": 0.02}})
+    assert _plan(work) == (DOWNSTREAM_OF_TUNING, set())
+
+
+def test_an_architecture_source_edit_retrains_that_model_only(
+    finished_run: FinishedRun, tmp_path: Path
+) -> None:
+    work = _copy(finished_run, tmp_path)
+    _append(work / "src/carvana/models/unet11.py", "\nDECODER_NOTE = 'changed'\n")
+    counts, trained = _plan(work)
+    assert counts == {"train": 2, **DOWNSTREAM_OF_TUNING}
+    assert trained == {("unet11", "0"), ("unet11", "1")}
+
+
+def test_a_comment_or_docstring_edit_reruns_nothing(finished_run: FinishedRun, tmp_path: Path) -> None:
+    work = _copy(finished_run, tmp_path)
+    layout = work / "src/carvana/layout.py"
+    layout.write_text("# a comment\n" + layout.read_text().replace('"""', '"""Reworded. ', 1))
+    _append(work / "src/carvana/models/unet11.py", "\n# a comment at the end\n")
+    assert _plan(work) == ({}, set())
+
+
+def test_a_shared_module_used_by_every_stage_reruns_every_stage(
+    finished_run: FinishedRun, tmp_path: Path
+) -> None:
+    work = _copy(finished_run, tmp_path)
+    _append(work / "src/carvana/layout.py", "\nEXTRA_SETTING = 1\n")
+    counts, trained = _plan(work)
+    every_stage = {"synthesize": 1, "validate_data": 1, "make_folds": 1, "train": 6}
+    assert counts == {**every_stage, **DOWNSTREAM_OF_TUNING}
+    assert len(trained) == 6
+
+
+def test_a_shared_module_reruns_only_the_stages_that_import_it(
+    finished_run: FinishedRun, tmp_path: Path
+) -> None:
+    work = _copy(finished_run, tmp_path)
+    _append(work / "src/carvana/metrics.py", "\nEXTRA_SETTING = 1\n")
+    counts, trained = _plan(work)
+    # training and scoring import metrics; the data stages and make_folds do not
+    assert counts == {"train": 6, **DOWNSTREAM_OF_TUNING}
+    assert len(trained) == 6
+
+
+def test_adding_a_model_trains_it_alone_then_tuning_onwards(
+    finished_run: FinishedRun, tmp_path: Path
+) -> None:
+    work = _copy(finished_run, tmp_path)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    _edit_config(work, {"models.unet11_wide": {**config["models"]["unet11"], "width": 0.25}})
+    counts, trained = _plan(work)
+    assert counts == {"train": 2, **DOWNSTREAM_OF_TUNING}
+    assert trained == {("unet11_wide", "0"), ("unet11_wide", "1")}
+
+
+def test_deleting_one_folds_weights_reruns_that_job_onwards(
+    finished_run: FinishedRun, tmp_path: Path
+) -> None:
+    work = _copy(finished_run, tmp_path)
+    (work / "results/models/unet1024/fold1/weights.pt").unlink()
+    counts, trained = _plan(work)
+    assert counts == {"train": 1, **DOWNSTREAM_OF_TUNING}
+    assert trained == {("unet1024", "1")}

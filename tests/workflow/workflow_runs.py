@@ -1,0 +1,114 @@
+"""What the workflow tests share: tiny configs, a copy of the workflow, and running Snakemake on it.
+
+Each run is Snakemake as a subprocess on a copy of the workflow in a temporary folder, so the
+checkout's own results/ is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+# Three models, one per required architecture, small enough to train in seconds on 96x64 images.
+TINY_MODELS = {
+    "unet": {
+        **{"arch": "unet", "width": 0.0625, "input_size": [32, 48], "tile_size": [204, 220]},
+        **{"epochs": 1, "batch_size": 4, "gpu": 0},
+    },
+    "unet1024": {
+        "arch": "unet1024",
+        "width": 0.125,
+        "input_size": [64, 64],
+        "epochs": 1,
+        "batch_size": 4,
+        "gpu": 0,
+    },
+    "unet11": {
+        "arch": "unet11",
+        "width": 0.125,
+        "input_size": [32, 64],
+        "epochs": 1,
+        "batch_size": 4,
+        "gpu": 0,
+    },
+}
+TINY = {
+    "synthetic": {"train_cars": 4, "test_cars": 2, "image_scale": 0.05, "seed": 11},
+    "folds": {"n_folds": 2, "seed": 3},
+    "models": TINY_MODELS,
+}
+
+
+def workflow_copy(tmp_path: Path, config: dict[str, object] | None = None, source: bool = False) -> Path:
+    """Copy the workflow (not its results) into tmp_path; overlay ``config`` on config.yaml.
+    ``source``: copy the package's source too, which the runs then import (see ``environ``)."""
+    work = tmp_path / "work"
+    work.mkdir(parents=True)
+    shutil.copy(ROOT / "Snakefile", work)
+    shutil.copytree(ROOT / "workflow", work / "workflow")
+    shutil.copytree(ROOT / "envs", work / "envs")
+    shutil.copytree(ROOT / "profiles", work / "profiles")
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for key, value in (config or {}).items():
+        if isinstance(value, dict) and key != "models":  # models are replaced whole
+            base[key] = {**base.get(key, {}), **value}
+        else:
+            base[key] = value
+    (work / "config.yaml").write_text(yaml.safe_dump(base))
+    if source:
+        shutil.copytree(
+            ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
+    return work
+
+
+def environ(work: Path, base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a run in ``work``: the venv's commands first, the copy's source (if
+    any) ahead of the installed package, and no GPU unless ``extra`` fakes some."""
+    base = os.environ if base is None else base
+    env = {key: value for key, value in base.items() if key not in ("SLURM_JOB_ID", "CARVANA_GPU_DEVICES")}
+    env["PATH"] = f"{BIN}{os.pathsep}{base.get('PATH', '')}"
+    env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    if (work / "src").is_dir():
+        env["PYTHONPATH"] = str(work / "src")
+    return {**env, **extra}
+
+
+def copy_run(run: Path, destination: Path) -> Path:
+    """A copy of a finished run that Snakemake sees as finished: times kept, links kept."""
+    shutil.copytree(run, destination, symlinks=True)
+    return destination
+
+
+def snakemake(
+    work: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run Snakemake in ``work`` (environment: ``env``, else ``environ(work)``)."""
+    env = environ(work) if env is None else env
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+class FinishedRun(NamedTuple):
+    work: Path  # the workflow copy, with its source in work/src and its results
+    output: str  # what Snakemake printed
