@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from carvana.gpus import device_pool, lease, profile_resources, try_lease
+from carvana.gpus import default_lock_dir, device_pool, lease, profile_resources, try_lease
 
 CARVANA = str(Path(sys.executable).parent / "carvana")
 
@@ -48,6 +49,11 @@ def _job(
     )
 
 
+def _first_line(job: subprocess.Popen[str]) -> str:
+    assert job.stdout is not None
+    return job.stdout.readline()
+
+
 def _records(paths: list[Path]) -> list[dict[str, object]]:
     return [json.loads(path.read_text()) for path in paths]
 
@@ -75,7 +81,7 @@ def test_k_concurrent_jobs_never_share_a_device_and_the_rest_wait(tmp_path: Path
 def test_a_two_gpu_job_gets_two_distinct_devices_and_waits_for_both(tmp_path: Path) -> None:
     environ = _environ(tmp_path / "locks", "0,1,2")
     single = _job(tmp_path / "single.json", environ, gpus=1, hold_s=2.0)
-    time.sleep(0.3)  # the single job holds device 0 first
+    assert "GPU: leased device(s) 0 of 0,1,2" in _first_line(single)  # it holds device 0 first
     pair = _job(tmp_path / "pair.json", environ, gpus=2, hold_s=0.2)
     triple = _job(tmp_path / "triple.json", environ, gpus=3, hold_s=0.2)
     for job in (single, pair, triple):
@@ -91,7 +97,7 @@ def test_a_two_gpu_job_gets_two_distinct_devices_and_waits_for_both(tmp_path: Pa
 def test_a_killed_job_frees_its_device_at_once(tmp_path: Path) -> None:
     environ = _environ(tmp_path / "locks", "0")
     holder = _job(tmp_path / "holder.json", environ, hold_s=60)
-    time.sleep(1.0)
+    assert "GPU: leased device(s) 0 of 0" in _first_line(holder)
     assert try_lease(1, ["0"], tmp_path / "locks") is None  # held by the running job
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=10)
@@ -110,18 +116,29 @@ def test_gpu_zero_hides_every_device_and_a_cut_is_warned_about(tmp_path: Path) -
     assert not (tmp_path / "locks").exists()  # nothing leased
 
 
-def test_under_slurm_the_allocation_is_used_as_given(tmp_path: Path) -> None:
-    environ = {
-        **_environ(tmp_path / "locks", "0"),
-        "SLURM_JOB_ID": "42",
-        "CUDA_VISIBLE_DEVICES": "3",
-    }
-    del environ["CARVANA_GPU_DEVICES"]
-    job = _job(tmp_path / "slurm.json", environ)
-    log = job.communicate(timeout=60)[0]
-    assert job.returncode == 0
-    assert _records([tmp_path / "slurm.json"])[0]["devices"] == "3"
-    assert "Slurm job 42" in log
+def test_jobs_in_one_slurm_allocation_share_its_devices_and_another_job_is_apart(tmp_path: Path) -> None:
+    job_id = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("CARVANA_GPU")}
+    environ = {**environ, "SLURM_JOB_ID": job_id, "CUDA_VISIBLE_DEVICES": "0,1"}
+    lock_dir = default_lock_dir(environ)
+    assert lock_dir.name == f"slurm-{job_id}"
+    try:
+        paths = [tmp_path / "a.json", tmp_path / "b.json", tmp_path / "other.json"]
+        jobs = [_job(paths[0], environ), _job(paths[1], environ)]
+        # another Slurm job on the node numbers its own device from 0 too: never made to wait
+        jobs.append(
+            _job(paths[2], {**environ, "SLURM_JOB_ID": f"{job_id}-other", "CUDA_VISIBLE_DEVICES": "0"})
+        )
+        for job in jobs:
+            job.communicate(timeout=60)
+            assert job.returncode == 0
+        a, b, other = _records(paths)
+        assert {a["devices"], b["devices"]} == {"0", "1"}
+        assert other["devices"] == "0"
+        assert other["start"] < max(a["end"], b["end"])  # type: ignore[operator]
+    finally:
+        shutil.rmtree(lock_dir, ignore_errors=True)
+        shutil.rmtree(lock_dir.with_name(f"slurm-{job_id}-other"), ignore_errors=True)
 
 
 def test_the_pool_comes_from_the_override_then_cuda_visible_devices() -> None:
@@ -145,5 +162,9 @@ def test_the_profile_counts_local_gpus_and_leaves_a_cluster_uncapped(tmp_path: P
     cluster.mkdir()
     (cluster / "config.yaml").write_text("executor: slurm\njobs: 10\n")
     assert profile_resources(["snakemake", "--profile", str(cluster)], environ) is None
+    newer = tmp_path / "newer"  # Snakemake 9's own file name
+    newer.mkdir()
+    (newer / "profile.yaml").write_text("executor: kubernetes\n")
+    assert profile_resources(["snakemake", f"--profile={newer}"], environ) is None
     assert profile_resources(["snakemake"], {**environ, "SNAKEMAKE_PROFILE": str(cluster)}) is None
     assert profile_resources(["snakemake"], {"CUDA_VISIBLE_DEVICES": "", "HOME": str(tmp_path)}) == {"gpu": 0}

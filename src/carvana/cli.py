@@ -142,7 +142,7 @@ def _train(args: argparse.Namespace) -> None:
 
     spec = _model_spec(args)
     run_dir = args.run_dir or Path("results/models") / spec.name / f"fold{args.fold}"
-    train(spec, args.fold, TrainPaths(args.data_dir, args.folds_path, run_dir))
+    train(spec, args.fold, TrainPaths(args.data_dir, args.folds_path, run_dir), args.code)
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -249,7 +249,7 @@ def _report_figures(args: argparse.Namespace) -> None:
     paths = ReportPaths(args.data_dir, args.models_dir, args.tuning_dir, args.out_dir)
     config = json.loads(args.config_json)
     summary_page(config, args.tuning_dir, args.score_path, paths.summary_path)
-    training_curves(args.models_dir, args.model, paths.curves_path)
+    training_curves(args.metrics_path, paths.curves_path)
     worst = worst_oof_gallery(paths, args.worst)
     print(
         f"report figures in {args.out_dir}: curves of {len(args.model)} models, {len(worst)} worst OOF images"
@@ -352,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--run-dir", type=Path, default=None, help="default: results/models/<model>/fold<fold>"
     )
+    train.add_argument(
+        "--code", default="", help="digest of the training code: a checkpoint of other code is not resumed"
+    )
     train.set_defaults(run=_train)
 
     tune = stages.add_parser("tune-threshold", help="OOF Dice against threshold; choose the ensemble's")
@@ -408,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--models-dir", type=Path, required=True, help="<models-dir>/<model>/fold<k>/")
     figures.add_argument("--tuning-dir", type=Path, required=True, help="thresholds.json, oof_images.csv")
     figures.add_argument("--out-dir", type=Path, required=True)
-    figures.add_argument("--model", action="append", required=True, help="a model to draw; repeat for each")
+    figures.add_argument(
+        "--metrics-path", type=Path, nargs="+", required=True, help="<model>/fold<k>/metrics.csv of each job"
+    )
     figures.add_argument("--worst", type=_positive_int, default=10, help="how many OOF images to show")
     figures.add_argument("--config-json", default="{}", help="the run's config, shown in the summary")
     figures.add_argument("--score-path", type=Path, default=None, help="score.json of the offline run")

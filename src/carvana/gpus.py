@@ -11,7 +11,9 @@ lets go of the ones it got and tries again, so two multi-GPU jobs cannot each ho
 
 The device pool is, in order: ``CARVANA_GPU_DEVICES`` (a comma list, used by tests with fake
 devices), the caller's ``CUDA_VISIBLE_DEVICES``, or every GPU the NVIDIA driver lists. Under a Slurm
-job the scheduler already gave the job its own devices: the lease is skipped.
+job the pool is the job's own devices (``CUDA_VISIBLE_DEVICES``, set by Slurm) and the lock folder
+is the job's own, so a Snakemake run inside one allocation still gives each network job its own
+device, and separate Slurm jobs on one node, each numbering its devices from 0, never collide.
 
 The workflow profile (``profiles/default``) calls :func:`profile_resources` to set ``gpu`` to the
 number of devices in the pool, unless the run goes to a cluster executor, whose jobs each get
@@ -60,11 +62,15 @@ def _driver_gpu_count() -> int:
 
 
 def default_lock_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The folder of lock files, shared by every user's jobs on this machine."""
+    """The folder of lock files, shared by every user's jobs on this machine. Under a Slurm job,
+    one folder per job: its devices are its own, numbered from 0 like another job's."""
     environ = os.environ if environ is None else environ
     if LOCK_DIR_ENV in environ:
         return Path(environ[LOCK_DIR_ENV])
-    return Path(tempfile.gettempdir()) / "carvana-gpu-locks"
+    folder = Path(tempfile.gettempdir()) / "carvana-gpu-locks"
+    if "SLURM_JOB_ID" in environ:
+        return folder / f"slurm-{environ['SLURM_JOB_ID']}"
+    return folder
 
 
 @dataclass
@@ -91,12 +97,25 @@ def _open_lock_dir(lock_dir: Path) -> None:
             lock_dir.chmod(0o1777)  # every user's jobs share it, as /tmp is shared
 
 
+def _open_lock(path: Path) -> int:
+    """The lock file, opened read-only (flock needs no write access); created readable by all
+    when missing. An existing file is opened without O_CREAT, which a sticky /tmp refuses on
+    another user's file under fs.protected_regular."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o644)  # whatever the umask: other users' jobs read it to lock it
+        return fd
+
+
 def try_lease(count: int, pool: Sequence[str], lock_dir: Path) -> Lease | None:
     """``count`` free devices of ``pool``, locked, or None (holding nothing) if fewer are free."""
     _open_lock_dir(lock_dir)
     lease = Lease([], [])
     for device in pool:
-        fd = os.open(_lock_path(lock_dir, device), os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open_lock(_lock_path(lock_dir, device))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -150,9 +169,6 @@ def run_with_gpus(
     if granted == 0:
         environ["CUDA_VISIBLE_DEVICES"] = ""
         _say("GPU: none granted (gpu=0): the job runs on the CPU")
-    elif "SLURM_JOB_ID" in environ and DEVICES_ENV not in environ:
-        visible = environ.get("CUDA_VISIBLE_DEVICES", "")
-        _say(f"GPU: Slurm job {environ['SLURM_JOB_ID']}, its own devices CUDA_VISIBLE_DEVICES={visible}")
     else:
         pool = device_pool(environ)
         if not pool:
@@ -214,24 +230,24 @@ def _named_executor(argv: Sequence[str], environ: Mapping[str, str]) -> str | No
         [environ["SNAKEMAKE_PROFILE"]] if environ.get("SNAKEMAKE_PROFILE") else []
     )
     for profile in reversed(profiles):
-        executor = _profile_executor(profile, environ)
+        executor = _profile_executor(profile)
         if executor is not None:
             return executor
     return None
 
 
-def _profile_executor(profile: str, environ: Mapping[str, str]) -> str | None:
+def _profile_executor(profile: str) -> str | None:
+    """The ``executor`` of a profile, found as Snakemake finds it (profile.yaml, config.yaml and
+    their versioned names, in the folder given or the user's and the site's config folders)."""
     import yaml
+    from snakemake.cli import get_profile_dir  # type: ignore[import-untyped]
 
-    home = Path(environ.get("HOME", "~")).expanduser()
-    config_home = Path(environ.get("XDG_CONFIG_HOME", home / ".config"))
-    for folder in (Path(profile), config_home / "snakemake" / profile, Path("/etc/xdg/snakemake") / profile):
-        config = folder / "config.yaml" if folder.is_dir() else folder
-        if config.is_file():
-            try:
-                loaded = yaml.safe_load(config.read_text())
-            except yaml.YAMLError:
-                return None
-            executor = loaded.get("executor") if isinstance(loaded, dict) else None
-            return str(executor) if executor is not None else None
-    return None
+    found = get_profile_dir(profile)
+    if found is None:
+        return None
+    try:
+        loaded = yaml.safe_load(found[1].read_text())
+    except yaml.YAMLError:
+        return None
+    executor = loaded.get("executor") if isinstance(loaded, dict) else None
+    return str(executor) if executor is not None else None

@@ -108,17 +108,18 @@ def _pyplot() -> Any:
     return plt
 
 
-def training_curves(models_dir: Path, models: list[str], path: Path) -> None:
-    """One row of three plots per model (train loss, held-out loss, held-out Dice), a line per fold."""
-    if not models:
-        raise ValueError("no models: configure at least one")
+def training_curves(metrics_paths: list[Path], path: Path) -> None:
+    """One row of three plots per model (train loss, held-out loss, held-out Dice), a line per
+    fold, from the jobs' ``<model>/fold<k>/metrics.csv`` (models in the order given)."""
+    runs: dict[str, list[Path]] = {}
+    for metrics_path in metrics_paths:
+        runs.setdefault(metrics_path.parent.parent.name, []).append(metrics_path)
+    if not runs:
+        raise ValueError("no metrics.csv given: run the training jobs first")
     plt = _pyplot()
-    figure, axes = plt.subplots(len(models), 3, figsize=(12, 3 * len(models)), dpi=90, squeeze=False)
-    for row, model in enumerate(models):
-        runs = sorted((models_dir / model).glob("fold*/metrics.csv"), key=lambda p: _fold(p.parent.name))
-        if not runs:
-            raise FileNotFoundError(f"{models_dir / model}: no fold*/metrics.csv; run its training jobs")
-        for metrics_path in runs:
+    figure, axes = plt.subplots(len(runs), 3, figsize=(12, 3 * len(runs)), dpi=90, squeeze=False)
+    for row, (model, paths) in enumerate(runs.items()):
+        for metrics_path in sorted(paths, key=lambda p: _fold(p.parent.name)):
             metrics = pd.read_csv(metrics_path)
             label = metrics_path.parent.name
             for column, name in enumerate(("train_loss", "val_loss", "val_dice")):

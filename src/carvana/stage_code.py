@@ -109,7 +109,24 @@ def _code_text(node: ast.AST) -> str:
     """The node as Python syntax, without positions, comments or docstrings."""
     import copy
 
-    return ast.dump(_without_docstrings(copy.deepcopy(node)), include_attributes=False)
+    return _stable_dump(_without_docstrings(copy.deepcopy(node)))
+
+
+def _stable_dump(node: object) -> str:
+    """Like ``ast.dump``, but the same text on every Python version: fields that are empty (new
+    versions add some, e.g. 3.12's ``type_params=[]``, and 3.13's dump leaves them out) are left
+    out, so rebuilding the environment on a newer Python reruns nothing."""
+    if isinstance(node, ast.AST):
+        fields = []
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value is None or value == []:
+                continue
+            fields.append(f"{name}={_stable_dump(value)}")
+        return f"{type(node).__name__}({', '.join(fields)})"
+    if isinstance(node, list):
+        return f"[{', '.join(_stable_dump(item) for item in node)}]"
+    return repr(node)
 
 
 def _cli_functions(handler: str, source_dir: Path) -> list[ast.FunctionDef]:

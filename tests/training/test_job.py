@@ -89,6 +89,22 @@ def test_rerun_after_a_change_starts_afresh(
     assert not (run_dir / "logs" / "csv" / "version_1").exists()
 
 
+def test_a_checkpoint_of_other_training_code_is_not_resumed(
+    trained: TrainPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    run_dir = tmp_path / "fold1"
+    shutil.copytree(trained.run_dir, run_dir)
+    paths = TrainPaths(trained.data_dir, trained.folds_path, run_dir)
+    spec = ModelSpec.from_entry("tiny", TINY_UNET1024)
+    epochs = pd.read_csv(trained.metrics_path)["epoch"].tolist()
+    # the same spec, fold and data, trained by edited code: its last.ckpt is finished, but stale
+    train(spec, 1, paths, code="digest-of-edited-code")
+    assert "starting afresh" in capsys.readouterr().out
+    assert pd.read_csv(paths.metrics_path)["epoch"].tolist() == epochs == list(range(1, spec.epochs + 1))
+
+
 def test_a_killed_job_resumes_at_the_epoch_after_its_last_checkpoint(
     tiny_dataset, folds_path: Path, tmp_path: Path
 ) -> None:

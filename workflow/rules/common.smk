@@ -257,9 +257,8 @@ def folder_of_curves(wildcards, output):
 
 
 def report_figures_args(wildcards, input):
-    models = " ".join(f"--model {name}" for name in MODELS)
     score = f" --score-path {input.score}" if input.score else ""
-    return f"{models} --worst {config['report']['worst_images']}{score}"
+    return f"--worst {config['report']['worst_images']}{score}"
 
 
 def offline_score():

@@ -45,4 +45,5 @@ rule report_figures:
     shell:
         "carvana report-figures --data-dir {params.data_dir} --models-dir {params.models_dir} "
         "--tuning-dir {params.tuning_dir} --out-dir {params.out_dir} "
+        "--metrics-path {input.metrics} "
         "--config-json {params.config:q} {params.args} 2>&1 | tee {log}"

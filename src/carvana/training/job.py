@@ -11,10 +11,10 @@ The job's folder (``run_dir``) holds::
     logs/             Lightning's CSV and TensorBoard logs (held-out predictions drawn per epoch)
 
 Lightning writes ``last.ckpt`` every epoch and the job resumes from it, so a killed job loses at
-most one epoch. A checkpoint is only resumed when its fingerprint (the spec, the fold's images
-and the training masks) matches; otherwise training starts afresh. The workflow declares only
-the first four as outputs: Snakemake deletes a job's outputs before running it again, and the
-checkpoints must survive that.
+most one epoch. A checkpoint is only resumed when its fingerprint (the spec, the fold's images,
+the training masks and the training code's digest) matches; otherwise training starts afresh.
+The workflow declares only the first four as outputs: Snakemake deletes a job's outputs before
+running it again, and the checkpoints must survive that.
 """
 
 from __future__ import annotations
@@ -115,9 +115,11 @@ def choose_device(spec: ModelSpec) -> Device:
     return Device("cpu", 1, "bf16-mixed" if spec.precision == "auto" else spec.precision)
 
 
-def fingerprint(spec: ModelSpec, fold: FoldImages, paths: DatasetPaths) -> str:
-    """What a checkpoint was trained on: the spec, the fold's split and the training masks."""
+def fingerprint(spec: ModelSpec, fold: FoldImages, paths: DatasetPaths, code: str = "") -> str:
+    """What a checkpoint was trained on: the spec, the fold's split, the training masks and the
+    training code's digest (``carvana.stage_code``; the workflow passes it)."""
     digest = hashlib.sha256()
+    digest.update(code.encode())
     digest.update(spec.to_json().encode())
     digest.update(json.dumps([fold.fold, fold.train, fold.held_out]).encode())
     digest.update(paths.train_masks_csv_path.read_bytes())
@@ -139,8 +141,9 @@ def _atomic_checkpoints() -> Any:
     return AtomicCheckpointIO()
 
 
-def train(spec: ModelSpec, fold: int, paths: TrainPaths) -> dict[str, Any]:
-    """Train (or resume), write the best weights, metrics and OOF outputs; return a summary."""
+def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict[str, Any]:
+    """Train (or resume), write the best weights, metrics and OOF outputs; return a summary.
+    ``code``: the digest of the training code; a checkpoint made by other code is not resumed."""
     cv2.setNumThreads(1)  # once, in the parent, before any DataLoader worker forks
     import lightning as L  # noqa: N812
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
@@ -159,7 +162,7 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths) -> dict[str, Any]:
         f"{spec.epochs} epochs of batch {spec.batch_size}",
         flush=True,
     )
-    last = _resumable_checkpoint(paths, fingerprint(spec, images, dataset))
+    last = _resumable_checkpoint(paths, fingerprint(spec, images, dataset, code))
     L.seed_everything(spec.seed + fold, workers=True, verbose=False)
 
     def loader(names: list[str], shuffle: bool) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
