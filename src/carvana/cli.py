@@ -251,9 +251,8 @@ def _report_figures(args: argparse.Namespace) -> None:
     summary_page(config, args.tuning_dir, args.score_path, paths.summary_path)
     training_curves(args.metrics_path, paths.curves_path)
     worst = worst_oof_gallery(paths, args.worst)
-    print(
-        f"report figures in {args.out_dir}: curves of {len(args.model)} models, {len(worst)} worst OOF images"
-    )
+    jobs = len(args.metrics_path)
+    print(f"report figures in {args.out_dir}: curves of {jobs} jobs, {len(worst)} worst OOF images")
 
 
 def _with_gpus(args: argparse.Namespace) -> None:
