@@ -28,8 +28,9 @@ from carvana import rle
 from carvana.atomic import atomic_path, write_text
 from carvana.data.images import read_image
 from carvana.layout import DatasetPaths
+from carvana.tuning.threshold import first_level
+from carvana.tuning.tune import ENSEMBLE, ensemble_levels, ensemble_scale, oof_path, read_oof
 
-ENSEMBLE = "ensemble"
 TRUTH_COLOUR = (0, 255, 0)  # RGB: the true mask's outline
 MISSED_COLOUR = (255, 0, 255)  # truth the prediction missed
 EXTRA_COLOUR = (255, 140, 0)  # prediction outside the truth
@@ -151,22 +152,11 @@ def ensemble_oof_mask(
     models_dir: Path, img: str, fold: int, weights: dict[str, float], threshold: float
 ) -> npt.NDArray[np.uint8]:
     """The ensemble's OOF prediction of ``img``, 0/1 of shape (height, width), exactly as the
-    tuning stage scores it: the weighted mean of the models' uint8 maps (p * 255) held in steps
-    of 1 / (255 * models), car where it is at least ``threshold``."""
-    if not weights or sum(weights.values()) <= 0:
-        raise ValueError(f"the ensemble needs a positive weight, got {weights}")
-    scale = len(weights) / sum(weights.values())
-    total: npt.NDArray[np.float64] | None = None
-    for model, weight in weights.items():
-        path = models_dir / model / f"fold{fold}" / "oof" / (img.removesuffix(".jpg") + ".png")
-        probability = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if probability is None:
-            raise FileNotFoundError(f"{path}: missing OOF map; rerun that training job")
-        term = weight * scale * probability.astype(np.float64)
-        total = term if total is None else total + term
-    assert total is not None
-    first = np.ceil(threshold * 255 * len(weights) - 1e-9)  # the smallest level counted as car
-    return np.asarray(np.rint(total) >= first, dtype=np.uint8)
+    tuning stage scores it (its weighted levels, car from the threshold's first level up)."""
+    models = list(weights)
+    maps = [read_oof(oof_path(models_dir, model, fold, img)) for model in models]
+    levels = ensemble_levels(maps, ensemble_scale(models, weights))
+    return np.asarray(levels >= first_level(threshold, 255 * len(models)), dtype=np.uint8)
 
 
 def overlay(

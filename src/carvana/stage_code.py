@@ -15,6 +15,7 @@ A training job of one model leaves out every other architecture's module (``excl
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 from collections.abc import Iterable
 from functools import cache
@@ -45,6 +46,17 @@ def _tree(path: Path) -> ast.Module:
 def _parse(path: Path, mtime_ns: int, size: int) -> ast.Module:
     """Parsed once per version of the file (the workflow asks once per job)."""
     return ast.parse(path.read_text(), filename=str(path))
+
+
+def _module_text(path: Path) -> str:
+    status = path.stat()
+    return _module_text_of(path, status.st_mtime_ns, status.st_size)
+
+
+@cache
+def _module_text_of(path: Path, mtime_ns: int, size: int) -> str:
+    """A module's code text, made once per version of the file: every stage shares most modules."""
+    return _code_text(_parse(path, mtime_ns, size))
 
 
 def _imported_modules(node: ast.AST, module: str, source_dir: Path) -> set[str]:
@@ -107,8 +119,6 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
 
 def _code_text(node: ast.AST) -> str:
     """The node as Python syntax, without positions, comments or docstrings."""
-    import copy
-
     return _stable_dump(_without_docstrings(copy.deepcopy(node)))
 
 
@@ -163,5 +173,5 @@ def stage_digest(handler: str, exclude: Iterable[str] = (), source_dir: Path = S
         path = module_path(module, source_dir)
         assert path is not None
         digest.update(f"\n{module}\n".encode())
-        digest.update(_code_text(_tree(path)).encode())
+        digest.update(_module_text(path).encode())
     return digest.hexdigest()[:16]

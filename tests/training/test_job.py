@@ -75,14 +75,19 @@ def test_weights_metrics_and_logs_are_written(trained: TrainPaths) -> None:
     assert list((trained.log_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
+def _copy_of(trained: TrainPaths, tmp_path: Path) -> TrainPaths:
+    """A private copy of the finished job, checkpoints included, to train again."""
+    import shutil
+
+    shutil.copytree(trained.run_dir, tmp_path / "fold1")
+    return TrainPaths(trained.data_dir, trained.folds_path, tmp_path / "fold1")
+
+
 def test_rerun_after_a_change_starts_afresh(
     trained: TrainPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import shutil
-
-    run_dir = tmp_path / "fold1"
-    shutil.copytree(trained.run_dir, run_dir)
-    paths = TrainPaths(trained.data_dir, trained.folds_path, run_dir)
+    paths = _copy_of(trained, tmp_path)
+    run_dir = paths.run_dir
     train(ModelSpec.from_entry("tiny", {**TINY_UNET1024, "epochs": 1}), 1, paths)
     assert "starting afresh" in capsys.readouterr().out
     assert pd.read_csv(paths.metrics_path)["epoch"].tolist() == [1]  # not 1, 2 from the old run
@@ -92,11 +97,7 @@ def test_rerun_after_a_change_starts_afresh(
 def test_a_checkpoint_of_other_training_code_is_not_resumed(
     trained: TrainPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import shutil
-
-    run_dir = tmp_path / "fold1"
-    shutil.copytree(trained.run_dir, run_dir)
-    paths = TrainPaths(trained.data_dir, trained.folds_path, run_dir)
+    paths = _copy_of(trained, tmp_path)
     spec = ModelSpec.from_entry("tiny", TINY_UNET1024)
     epochs = pd.read_csv(trained.metrics_path)["epoch"].tolist()
     # the same spec, fold and data, trained by edited code: its last.ckpt is finished, but stale

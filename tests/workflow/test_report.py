@@ -15,6 +15,10 @@ import pandas as pd
 import pytest
 from workflow_runs import TINY_MODELS, FinishedRun, snakemake
 
+from carvana import rle
+from carvana.metrics import dice as dice_score
+from carvana.report import ensemble_oof_mask
+
 pytestmark = pytest.mark.slow
 
 # Chromium as the machine's probe runs it: headless, as root, and with its background network
@@ -94,6 +98,17 @@ def test_the_report_holds_summary_curves_threshold_plot_gallery_and_score(
     assert dice == sorted(dice)
     per_image = pd.read_csv(finished_run.work / "results/tuning/oof_images.csv")
     assert dice[0] == pytest.approx(per_image["ensemble"].min(), abs=1e-4)
+    # the gallery's prediction of the worst image is the one tuning scored
+    worst = per_image.sort_values(["ensemble", "img"]).iloc[0]
+    tuned = json.loads((finished_run.work / "results/tuning/thresholds.json").read_text())
+    work = finished_run.work
+    truth_rle = pd.read_csv(work / "results/data/train_masks.csv").set_index("img")["rle_mask"]
+    predicted = ensemble_oof_mask(
+        work / "results/models", worst["img"], int(worst["fold"]), tuned["weights"], tuned["threshold"]
+    )
+    truth = rle.decode(truth_rle[worst["img"]], predicted.shape)
+    assert predicted.any() or truth.any()
+    assert dice_score(predicted, truth) == pytest.approx(worst["ensemble"], abs=1e-5)
 
     summary = _data(next(v for k, v in results.items() if k.endswith("summary.html"))).decode()
     score = json.loads((finished_run.work / "results/score.json").read_text())

@@ -56,6 +56,11 @@ def value_counts(
     )
 
 
+def first_level(thresholds: npt.NDArray[np.float64] | float, scale: int) -> npt.NDArray[np.int64]:
+    """The smallest value of a map in steps of 1 / ``scale`` counted as car at each threshold."""
+    return np.asarray(np.ceil(np.asarray(thresholds) * scale - 1e-9), dtype=np.int64)
+
+
 def dice_at_thresholds(
     car: npt.NDArray[np.int64], background: npt.NDArray[np.int64], thresholds: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
@@ -63,8 +68,7 @@ def dice_at_thresholds(
 
     Two empty masks (no car, none predicted) score 1, as in the competition's metric.
     """
-    scale = len(car) - 1
-    first = np.ceil(thresholds * scale - 1e-9).astype(np.int64)  # smallest value counted as car
+    first = first_level(thresholds, len(car) - 1)
     true_positive = np.cumsum(car[::-1])[::-1]  # car pixels at or above each value
     false_positive = np.cumsum(background[::-1])[::-1]
     tp, fp = true_positive[first], false_positive[first]

@@ -42,10 +42,33 @@ class TunePaths:
     out_dir: Path
 
     def oof_path(self, model: str, fold: int, img: str) -> Path:
-        return self.models_dir / model / f"fold{fold}" / "oof" / (img.removesuffix(".jpg") + ".png")
+        return oof_path(self.models_dir, model, fold, img)
 
 
-def _read_oof(path: Path) -> npt.NDArray[np.uint8]:
+def oof_path(models_dir: Path, model: str, fold: int, img: str) -> Path:
+    """Where a training job wrote its OOF map of ``img``."""
+    return models_dir / model / f"fold{fold}" / "oof" / (img.removesuffix(".jpg") + ".png")
+
+
+def ensemble_scale(models: list[str], weights: Mapping[str, float] | None) -> npt.NDArray[np.float64]:
+    """Each model's factor in the ensemble's sum: its weight, scaled so that the factors add up
+    to the number of models (all ones when the weights are equal)."""
+    weight = np.array(model_weights(models, weights or {}))
+    return np.asarray(weight * (len(models) / weight.sum()), dtype=np.float64)
+
+
+def ensemble_levels(
+    maps: list[npt.NDArray[np.uint8]], scale: npt.NDArray[np.float64]
+) -> npt.NDArray[np.uint16]:
+    """The ensemble's map in steps of 1 / (255 * len(maps)) from the models' uint8 maps: with
+    equal weights the exact sum, otherwise the weighted sum rounded to the step."""
+    total = np.zeros(maps[0].shape, dtype=np.float64)
+    for probability, factor in zip(maps, scale, strict=True):
+        total += factor * probability
+    return np.rint(total).astype(np.uint16)  # up to 257 models of 255
+
+
+def read_oof(path: Path) -> npt.NDArray[np.uint8]:
     probability = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if probability is None or probability.dtype != np.uint8 or probability.ndim != 2:
         raise FileNotFoundError(f"{path}: missing or not a uint8 probability map; rerun that training job")
@@ -62,23 +85,20 @@ def oof_dice(
     """
     if not models:
         raise ValueError("no models to tune: configure at least one")
-    weight = np.array(model_weights(models, weights or {}))
-    scale = weight * (len(models) / weight.sum())  # all ones when the weights are equal
+    scale = ensemble_scale(models, weights)
     folds = pd.read_csv(paths.folds_path).sort_values("img", ignore_index=True)
     truth_rle = pd.read_csv(DatasetPaths(paths.data_dir).train_masks_csv_path).set_index("img")["rle_mask"]
     thresholds = grid.values()
     members = [*models, ENSEMBLE]
     curves = {member: np.empty((len(folds), len(thresholds))) for member in members}
     for row, (img, fold) in enumerate(zip(folds["img"], folds["fold"], strict=True)):
-        maps = [_read_oof(paths.oof_path(model, int(fold), img)) for model in models]
+        maps = [read_oof(paths.oof_path(model, int(fold), img)) for model in models]
         truth = rle.decode(truth_rle[img], maps[0].shape)
-        total = np.zeros(maps[0].shape, dtype=np.float64)
-        for model, probability, factor in zip(models, maps, scale, strict=True):
+        for model, probability in zip(models, maps, strict=True):
             if probability.shape != truth.shape:
                 raise ValueError(f"{model}'s OOF map of {img} is {probability.shape}, its mask {truth.shape}")
             curves[model][row] = dice_at_thresholds(*value_counts(probability, truth, 255), thresholds)
-            total += factor * probability
-        levels = np.rint(total).astype(np.uint16)  # up to 257 models of 255
+        levels = ensemble_levels(maps, scale)
         counts = value_counts(levels, truth, 255 * len(models))
         curves[ENSEMBLE][row] = dice_at_thresholds(*counts, thresholds)
     return folds, curves
