@@ -437,10 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], None] = args.run
     from carvana.data.kaggle import KaggleError
+    from carvana.failures import JobError
 
     try:
         run(args)
-    except KaggleError as error:
+    except (KaggleError, JobError) as error:
         print(f"carvana {args.stage}: {error}", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError) as error:

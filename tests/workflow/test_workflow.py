@@ -56,33 +56,6 @@ def test_config_yaml_is_valid_and_every_schema_key_has_description_and_default()
     walk(schema["$defs"]["model"], "models.<name>.")
 
 
-@pytest.mark.parametrize(
-    ("override", "expected"),
-    [
-        ({"dataset": "kagle"}, r"'kagle' is not one of \['synthetic', 'local', 'kaggle'\]"),
-        ({"folds": {"n_folds": 1}}, "1 is less than the minimum of 2"),
-        ({"folds": {"stratify": "colour"}}, "'colour' is not one of"),
-        ({"synthetic": {"image_scale": 2}}, "2 is greater than the maximum of 1"),
-        ({"synthetic": {"train_car": 3}}, "'train_car' was unexpected"),
-        ({"ensemble": {"weights": {"unet": -1}}}, "-1 is less than the minimum of 0"),
-        ({"ensemble": {"weights": {"vgg": 1}}}, r"\['vgg'\], which are not in the ensemble; its models are"),
-        ({"predict": {"tta": {"scales": []}}}, r"\[\] should be non-empty"),
-    ],
-)
-def test_schema_rejects_bad_values_before_any_job(tmp_path: Path, override: dict, expected: str) -> None:
-    work = workflow_copy(tmp_path, override)
-    result = snakemake(work, "-n", check=False)
-    assert result.returncode != 0
-    assert re.search(expected, result.stdout + result.stderr), result.stderr[-2000:]
-    assert not (work / "results").exists()
-
-
-def test_local_source_without_folder_says_how_to_fix(tmp_path: Path) -> None:
-    result = snakemake(workflow_copy(tmp_path, {"dataset": "local"}), "-n", check=False)
-    assert result.returncode != 0
-    assert "local.source_dir is empty" in result.stdout + result.stderr
-
-
 @pytest.mark.slow
 def test_tiny_run_makes_dataset_report_and_folds_then_nothing_to_do(tmp_path: Path) -> None:
     work = workflow_copy(tmp_path, TINY)
@@ -206,18 +179,6 @@ def test_network_jobs_of_the_run_each_leased_a_fake_gpu(finished_run: FinishedRu
     assert all(match is not None for match in leased.values()), leased
     # a device is leased only while free: both were used, since two jobs ran at a time
     assert {match.group(1) for match in leased.values() if match} == {"0", "1"}
-
-
-def test_an_input_size_the_architecture_cannot_take_is_rejected_before_any_job(tmp_path: Path) -> None:
-    models = {**TINY_MODELS, "unet1024": {**TINY_MODELS["unet1024"], "input_size": [100, 64]}}
-    work = workflow_copy(tmp_path, {**TINY, "models": models})
-    result = snakemake(work, "-n", check=False)
-    assert result.returncode != 0
-    assert (
-        "side of 100, not divisible by 64: the nearest valid sides are 64 and 128"
-        in result.stdout + result.stderr
-    )
-    assert not (work / "results").exists()
 
 
 def test_the_download_rule_fetches_the_archives_into_a_checked_dataset(tiny_dataset, tmp_path: Path) -> None:

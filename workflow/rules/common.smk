@@ -4,8 +4,9 @@ import json
 import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
+from carvana.config import check_config
 from carvana.layout import (
     COMPETITION_SIZE,
     COMPETITION_TEST_IMAGES,
@@ -13,28 +14,20 @@ from carvana.layout import (
     scaled_size,
 )
 from carvana.data.kaggle import archive_names
-from carvana.models.spec import ARCH_MODULES, model_specs
+from carvana.models.spec import ARCH_MODULES
 from carvana.stage_code import stage_digest
-from carvana.prediction.weights import model_weights
 
 min_version("9.0")
 
 
-validate(config, "../schemas/config.schema.yaml")
-
-if config["dataset"] == "local" and not config["local"]["source_dir"]:
-    raise ValueError(
-        "dataset is 'local' but local.source_dir is empty: set it to the folder that holds the "
-        "competition files (train/ or train.zip, train_masks/ or train_masks.zip, test/ or test.zip, "
-        "train_masks.csv, metadata.csv, sample_submission.csv)"
-    )
-
+# The schema (defaults filled in), the models, the ensemble weights, the threshold grid and the
+# fold count, all before any job; every problem in one message.
 MODELS = {
-    spec.name: spec for spec in model_specs(config["models"])
-}  # sizes checked here, before any job
-model_weights(
-    list(MODELS), config["ensemble"]["weights"]
-)  # names and values, before any job
+    spec.name: spec
+    for spec in check_config(
+        config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    )
+}
 
 
 def gpu_budget():
@@ -66,12 +59,6 @@ def warn_about_gpu_cuts():
 
 
 warn_about_gpu_cuts()
-if any(spec.encoder for spec in MODELS.values()):
-    from carvana.models.smp_models import check_encoder
-
-    for spec in MODELS.values():
-        if spec.encoder:
-            check_encoder(spec.encoder)
 
 ENV = "../../envs/carvana.yaml"
 DATA = Path(config["data_dir"])

@@ -64,8 +64,12 @@ def arch_info(arch: str) -> Arch:
         return ARCHS[arch]
     if arch.startswith(SMP_PREFIX) and arch[len(SMP_PREFIX) :] in SMP_ARCHS:
         return SMP_ARCH
-    valid = ", ".join([*ARCHS, *(SMP_PREFIX + name for name in SMP_ARCHS)])
-    raise ValueError(f"unknown architecture {arch!r}; valid: {valid}")
+    raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(architectures())}")
+
+
+def architectures() -> list[str]:
+    """Every architecture a model's ``arch`` may name."""
+    return [*ARCHS, *(SMP_PREFIX + name for name in SMP_ARCHS)]
 
 
 @dataclass(frozen=True)

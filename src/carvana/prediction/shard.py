@@ -22,6 +22,7 @@ import torch
 from carvana import rle
 from carvana.atomic import atomic_path
 from carvana.data.images import read_image
+from carvana.failures import out_of_memory_advice
 from carvana.layout import RLE_HEADER, DatasetPaths
 from carvana.models.inference import mixed_precision_dtype
 from carvana.prediction.ensemble import Ensemble, load_member
@@ -72,7 +73,14 @@ def predict_shard(
         flush=True,
     )
     started = time.perf_counter()
-    with atomic_path(out_path) as temporary, temporary.open("w", newline="") as file:
+    advice = out_of_memory_advice(
+        f"prediction shard {shard.index} ({len(members)} networks, {len(shard.tta.views())} flips x "
+        f"{len(shard.tta.scales)} scales)",
+        "predict.batch_size",
+        shard.batch_size,
+        "predict.tta.scales",
+    )
+    with advice, atomic_path(out_path) as temporary, temporary.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(RLE_HEADER)
         for start in range(0, len(images), shard.batch_size):

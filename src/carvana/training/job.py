@@ -23,6 +23,7 @@ import hashlib
 import json
 import shutil
 import sys
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import torch
 
 from carvana.atomic import atomic_path, write_text
 from carvana.data.images import read_image, read_mask
+from carvana.failures import out_of_memory_advice
 from carvana.layout import DatasetPaths, car_of
 from carvana.metrics import dice
 from carvana.models.inference import mixed_precision_dtype
@@ -202,7 +204,8 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
         enable_model_summary=False,
     )
     task = SegmentationTask(spec.to_json())
-    trainer.fit(task, loader(images.train, True), loader(images.held_out, False), ckpt_path=last)
+    with _out_of_memory_advice(spec):
+        trainer.fit(task, loader(images.train, True), loader(images.held_out, False), ckpt_path=last)
     if trainer.global_rank != 0:
         return {}
     best_path = Path(checkpoints.best_model_path or paths.checkpoint_dir / "best.ckpt")
@@ -218,7 +221,8 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
     metrics = epoch_metrics(paths.log_dir / "csv")
     with atomic_path(paths.metrics_path) as temporary:
         metrics.to_csv(temporary, index=False)
-    table = write_oof(network, spec, fold, device, dataset, images.held_out, paths)
+    with _out_of_memory_advice(spec):
+        table = write_oof(network, spec, fold, device, dataset, images.held_out, paths)
     summary = {"best_epoch": best_epoch, "oof_dice": float(table["dice"].mean()), "held_out": len(table)}
     print(
         f"{spec.name} fold {fold}: best epoch {best_epoch}, OOF Dice {summary['oof_dice']:.5f} "
@@ -226,6 +230,17 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
         flush=True,
     )
     return summary
+
+
+def _out_of_memory_advice(spec: ModelSpec) -> AbstractContextManager[None]:
+    size = "tile_size" if spec.tile_size else "input_size"
+    height, width = spec.tile_size or spec.input_size
+    return out_of_memory_advice(
+        f"training model {spec.name!r} ({spec.arch}, {size} {height}x{width})",
+        f"models.{spec.name}.batch_size",
+        spec.batch_size,
+        f"models.{spec.name}.{size}",
+    )
 
 
 def _resumable_checkpoint(paths: TrainPaths, run_fingerprint: str) -> Path | None:

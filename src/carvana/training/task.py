@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from segmentation_models_pytorch.losses import DiceLoss, SoftBCEWithLogitsLoss
 
+from carvana.failures import JobError
 from carvana.metrics import dice_per_image
 from carvana.models.build import build_model
 from carvana.models.inference import MEAN, STD, logits_at_input_size
@@ -55,13 +56,22 @@ class SegmentationTask(L.LightningModule):
         inputs, target = batch
         loss = self.loss(self.network(inputs.contiguous(memory_format=torch.channels_last)), target)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise JobError(
                 f"model {self.spec.name!r}: the training loss is {loss.item()} at epoch "
-                f"{self.current_epoch}, step {batch_index}; lower the learning rate "
-                f"({self.spec.optimizer.lr}) or use precision 32-true"
+                f"{self.current_epoch + 1}, step {batch_index + 1}; no weights were written. Lower "
+                f"models.{self.spec.name}.optimizer.lr (it is {self.spec.optimizer.lr}) or set "
+                f"models.{self.spec.name}.precision to 32-true"
             )
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(inputs))
         return loss
+
+    def on_train_start(self) -> None:
+        if self.current_epoch:  # resumed from a checkpoint
+            print(
+                f"resumed after epoch {self.current_epoch}: training epochs "
+                f"{self.current_epoch + 1}..{self.spec.epochs}",
+                flush=True,
+            )
 
     def on_train_epoch_start(self) -> None:
         optimizer = self.optimizers()

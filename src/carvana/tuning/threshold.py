@@ -26,7 +26,7 @@ class ThresholdGrid:
     def __post_init__(self) -> None:
         if not (0 < self.start <= self.stop < 1):
             raise ValueError(
-                f"thresholds must satisfy 0 < start <= stop < 1, got {self.start} and {self.stop}"
+                f"thresholds must satisfy 0 < start <= stop < 1, got start {self.start} and stop {self.stop}"
             )
         if not self.step > 0:
             raise ValueError(f"threshold step must be positive, got {self.step}")
