@@ -49,6 +49,7 @@ class KaggleStub:
         self.files, self.mode = files, mode
         self.requests: list[tuple[str, str, dict[str, Any]]] = []  # (method, path, JSON body)
         self.uploads: dict[str, bytes] = {}
+        self.credentials: set[str] = set()  # Authorization headers received
         self.descriptions: list[str] = []
         self.listed: dict[str, int] = {}  # sizes to list instead of the files' own
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -111,6 +112,7 @@ class KaggleStub:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw and path.startswith("/api/") else {}
                 stub.requests.append((self.command, path, body))
+                stub.credentials.add(self.headers.get("Authorization", ""))
                 if path.startswith("/api/") and stub.mode == "401":
                     return self.send(401, {"code": 401, "message": "Unauthenticated"})
                 if path.startswith("/api/") and stub.mode == "echo_key":  # a server that quotes the key

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from workflow_runs import TINY, TINY_MODELS, FinishedRun, copy_run, snakemake, workflow_copy
+from workflow_runs import TINY, TINY_MODELS, FinishedRun, copy_run, edit_config, snakemake, workflow_copy
 
 from carvana.data.images import read_mask, write_mask
 from carvana.layout import DatasetPaths
@@ -97,7 +96,7 @@ def test_a_bad_config_is_rejected_before_any_job(tmp_path: Path, override: dict,
 def test_a_config_typo_on_a_finished_run_changes_no_file(finished_run: FinishedRun, tmp_path: Path) -> None:
     work = copy_run(finished_run.work, tmp_path / "work")
     before = _snapshot(work / "results")
-    _edit_config(work, lambda config: config["predict"].update(shards="2"))
+    edit_config(work, {"predict.shards": "2"})
     result = snakemake(work, "--cores", "1", check=False)
     assert result.returncode != 0
     assert "predict.shards: '2' is not of type 'integer'" in result.stderr
@@ -220,7 +219,7 @@ def test_a_nan_loss_stops_training_before_weights_and_nothing_after_it_runs(
     finished_run: FinishedRun, tmp_path: Path
 ) -> None:
     work = copy_run(finished_run.work, tmp_path / "work")
-    _edit_config(work, lambda config: config["models"]["unet1024"].update(optimizer={"lr": 1e30}))
+    edit_config(work, {"models.unet1024.optimizer": {"lr": 1e30}})
     before = _snapshot(work / "results")
 
     result = snakemake(work, "--cores", "1", check=False)
@@ -290,12 +289,6 @@ def test_running_out_of_gpu_memory_in_prediction_names_the_shard_and_a_smaller_b
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def _edit_config(work: Path, change: Callable[[dict], object]) -> None:
-    config = yaml.safe_load((work / "config.yaml").read_text())
-    change(config)
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 def _raise_out_of_memory_in(module: Path, line_start: str) -> None:

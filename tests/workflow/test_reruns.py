@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_runs import FinishedRun, copy_run, snakemake
+from workflow_runs import FinishedRun, copy_run, edit_config, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -50,17 +50,6 @@ def _plan(work: Path) -> tuple[dict[str, int], set[tuple[str, str]]]:
     return counts, trained
 
 
-def _edit_config(work: Path, change: dict[str, object]) -> None:
-    config = yaml.safe_load((work / "config.yaml").read_text())
-    for dotted, value in change.items():
-        *parents, key = dotted.split(".")
-        node = config
-        for parent in parents:
-            node = node[parent]
-        node[key] = value
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-
-
 def _append(path: Path, text: str) -> None:
     with path.open("a") as file:
         file.write(text)
@@ -75,7 +64,7 @@ def test_one_models_hyper_parameter_reruns_that_models_training_then_tuning_onwa
     finished_run: FinishedRun, tmp_path: Path
 ) -> None:
     work = _copy(finished_run, tmp_path)
-    _edit_config(work, {"models.unet11.optimizer": {"name": "adam", "lr": 0.002}})
+    edit_config(work, {"models.unet11.optimizer": {"name": "adam", "lr": 0.002}})
     counts, trained = _plan(work)
     assert counts == {"train": 2, **DOWNSTREAM_OF_TUNING}
     assert trained == {("unet11", "0"), ("unet11", "1")}
@@ -85,13 +74,13 @@ def test_tta_settings_rerun_prediction_and_the_submission_only(
     finished_run: FinishedRun, tmp_path: Path
 ) -> None:
     work = _copy(finished_run, tmp_path)
-    _edit_config(work, {"predict.tta.vflip": True})
+    edit_config(work, {"predict.tta.vflip": True})
     assert _plan(work) == (DOWNSTREAM_OF_PREDICTION, set())
 
 
 def test_the_threshold_grid_reruns_tuning_onwards(finished_run: FinishedRun, tmp_path: Path) -> None:
     work = _copy(finished_run, tmp_path)
-    _edit_config(work, {"tune.thresholds": {"start": 0.2, "stop": 0.8, "step": 0.02}})
+    edit_config(work, {"tune.thresholds": {"start": 0.2, "stop": 0.8, "step": 0.02}})
     assert _plan(work) == (DOWNSTREAM_OF_TUNING, set())
 
 
@@ -140,7 +129,7 @@ def test_adding_a_model_trains_it_alone_then_tuning_onwards(
 ) -> None:
     work = _copy(finished_run, tmp_path)
     config = yaml.safe_load((work / "config.yaml").read_text())
-    _edit_config(work, {"models.unet11_wide": {**config["models"]["unet11"], "width": 0.25}})
+    edit_config(work, {"models.unet11_wide": {**config["models"]["unet11"], "width": 0.25}})
     counts, trained = _plan(work)
     assert counts == {"train": 2, **DOWNSTREAM_OF_TUNING}
     assert trained == {("unet11_wide", "0"), ("unet11_wide", "1")}

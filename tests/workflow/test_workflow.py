@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_runs import ROOT, TINY, TINY_MODELS, FinishedRun, environ, snakemake, workflow_copy
+from workflow_runs import ROOT, TINY, TINY_MODELS, FinishedRun, edit_config, environ, snakemake, workflow_copy
 
 from kaggle_stub import KaggleStub, competition_archives
 
@@ -84,9 +84,7 @@ def test_tiny_run_makes_dataset_report_and_folds_then_nothing_to_do(tmp_path: Pa
 def test_changing_the_fold_count_reruns_only_the_folds(tmp_path: Path) -> None:
     work = workflow_copy(tmp_path, TINY)
     snakemake(work, "--cores", "2", "results/folds.csv")
-    config = yaml.safe_load((work / "config.yaml").read_text())
-    config["folds"]["n_folds"] = 4
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    edit_config(work, {"folds.n_folds": 4})
     plan = snakemake(work, "-n", "results/folds.csv", "--quiet", "rules")
     text = plan.stdout + plan.stderr
     assert "make_folds" in text
@@ -186,7 +184,7 @@ def test_the_download_rule_fetches_the_archives_into_a_checked_dataset(tiny_data
     home = tmp_path / "home"
     home.mkdir()
     files = competition_archives(tiny_dataset.data_dir)
-    with KaggleStub(files) as stub:
+    with KaggleStub(files, lifetime_s=600) as stub:  # a loaded machine may take minutes
         env = stub.environ(environ(work, HOME=str(home), KAGGLE_USERNAME="u", KAGGLE_KEY="k3y-k3y-k3y"))
         snakemake(work, "--cores", "2", "results/data_report.json", env=env)
         fetched = sorted(

@@ -91,6 +91,19 @@ def copy_run(run: Path, destination: Path) -> Path:
     return destination
 
 
+def edit_config(work: Path, change: Mapping[str, object]) -> None:
+    """Set keys of the config of the run in ``work``, each named by its dotted path
+    (``{"models.unet1024.epochs": 12}``)."""
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    for dotted, value in change.items():
+        *parents, key = dotted.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[key] = value
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+
+
 def snakemake(
     work: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,35 @@
+"""The advice a job gives when CUDA runs out of memory (raised here on the CPU, as CUDA raises it)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from carvana.failures import JobError, out_of_memory_advice
+
+CUDA_MESSAGE = "CUDA out of memory. Tried to allocate 1.50 GiB. GPU 0 has a total capacity of 79.1 GiB\nmore"
+
+
+def test_out_of_memory_names_what_ran_out_and_halves_the_batch() -> None:
+    with pytest.raises(JobError) as caught, out_of_memory_advice("model 'm'", "models.m.batch_size", 12, "x"):
+        raise torch.OutOfMemoryError(CUDA_MESSAGE)
+    assert str(caught.value) == (
+        "model 'm' ran out of GPU memory at batch size 12: set models.m.batch_size to 6 (it is 12). "
+        "(CUDA out of memory. Tried to allocate 1.50 GiB. GPU 0 has a total capacity of 79.1 GiB)"
+    )
+    assert isinstance(caught.value.__cause__, torch.OutOfMemoryError)
+
+
+def test_at_batch_size_one_the_advice_is_a_smaller_input() -> None:
+    with (
+        pytest.raises(
+            JobError, match=r"at batch size 1: the batch is already 1: lower models\.m\.input_size or use"
+        ),
+        out_of_memory_advice("model 'm'", "models.m.batch_size", 1, "models.m.input_size"),
+    ):
+        raise torch.OutOfMemoryError(CUDA_MESSAGE)
+
+
+def test_other_errors_pass_through_unchanged() -> None:
+    with pytest.raises(RuntimeError, match=r"^shape mismatch$"), out_of_memory_advice("m", "b", 4, "s"):
+        raise RuntimeError("shape mismatch")
