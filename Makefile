@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run report test browser lint format clean
+.PHONY: install run report test browser lint format bench clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ browser:
 	  echo "installing Debian's chromium: a test renders the HTML report in it"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Prediction, RLE, training and planning speed beside references measured in the same run; writes
+# results/harness.json. A quicker run: make bench BENCH="--image-scale 0.5 --images 32"
+bench: $(STAMP)
+	python benchmarks/harness.py $(BENCH)
 
 lint: $(STAMP)
 	ruff check src tests benchmarks

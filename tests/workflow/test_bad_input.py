@@ -270,7 +270,7 @@ def test_running_out_of_gpu_memory_in_prediction_names_the_shard_and_a_smaller_b
 ) -> None:
     work = copy_run(finished_run.work, tmp_path / "work")
     _raise_out_of_memory_in(
-        work / "src/carvana/prediction/shard.py", "            batch = [read_image(paths.image_path("
+        work / "src/carvana/prediction/shard.py", "            maps = ensemble.forward(prepared)"
     )
     before = _snapshot(work / "results")
 

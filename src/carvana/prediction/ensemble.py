@@ -1,25 +1,35 @@
 """The trained ensemble: every model of every fold, each with TTA, probabilities averaged.
 
 ``Ensemble.probabilities(images)`` maps a batch of test images (any size, uint8 RGB) to their
-weighted mean probability maps at each image's own size. Each member sees the images resized to
-its own input size (and to each TTA scale of it); the flip views of a size go through the network
-in one forward; its probabilities are resized back and added into one float32 map per image, so a
-batch holds one map per image whatever the number of members.
+weighted mean probability maps at each image's own size. It runs in three steps, which the
+prediction shard overlaps across batches (``carvana.prediction.shard``):
+
+- ``prepare``: each image resized to every input size the members take (once per distinct
+  geometry, shared by the members that take it) and its TTA views stacked, as arrays;
+- ``forward``: the networks, one forward per member and scale with every flip view in it;
+  returns each member's mean probability at its input size;
+- ``finish``: those maps resized back to each image's size and added by weight into one
+  float32 map per image, so a batch holds one full-size map per image whatever the members.
+
+Only ``forward`` runs on the accelerator; the other two are NumPy and OpenCV, which release the
+GIL, so they run in threads beside it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
 from carvana.models.build import build_model
-from carvana.models.inference import logits_at_input_size, network_input, resize
+from carvana.models.inference import half, halvings, logits_at_input_size, network_input, resize
 from carvana.models.spec import ModelSpec
 from carvana.prediction.tta import TTASpec, merge_views, tta_inputs
 from carvana.prediction.weights import model_weights
@@ -35,13 +45,40 @@ class Member:
 
 
 def load_member(weights_path: Path, device: torch.device) -> Member:
-    """A network from the weights.pt a training job wrote, in eval mode on ``device``."""
+    """A network from the weights.pt a training job wrote, for inference on ``device``: eval mode,
+    channels-last, each BatchNorm folded into the convolution before it."""
     saved = torch.load(weights_path, map_location="cpu", weights_only=False)
     spec = ModelSpec.from_json(saved["spec"])
     network = build_model(spec)
     network.load_state_dict(saved["state_dict"])
-    network = network.to(device).to(memory_format=torch.channels_last).eval()
+    network = fold_batch_norms(network.eval())
+    network = network.to(device).to(memory_format=torch.channels_last)
     return Member(spec, int(saved["fold"]), network)
+
+
+@torch.no_grad()
+def fold_batch_norms(network: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in an nn.Sequential into
+    that convolution's weights and bias (the BatchNorm becomes an identity): the same function in
+    one layer instead of two, about a tenth faster on a CPU."""
+    for module in network.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for index in range(len(module) - 1):
+            conv, norm = module[index], module[index + 1]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)):
+                continue
+            if norm.training or norm.running_mean is None or norm.running_var is None:
+                continue
+            scale = (norm.weight if norm.affine else torch.ones_like(norm.running_var)) / torch.sqrt(
+                norm.running_var + norm.eps
+            )
+            shift = norm.bias if norm.affine else torch.zeros_like(norm.running_mean)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+            conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+            conv.bias = nn.Parameter((bias - norm.running_mean) * scale + shift)
+            module[index + 1] = nn.Identity()
+    return network
 
 
 class Ensemble:
@@ -60,31 +97,87 @@ class Ensemble:
         self.members, self.tta, self.device, self.autocast = members, tta, device, autocast
         self.weights = model_weights([member.spec.name for member in members], weights or {})
 
-    @torch.no_grad()
-    def member_probabilities(
-        self, member: Member, spec: ModelSpec, images: list[npt.NDArray[np.uint8]]
-    ) -> torch.Tensor:
-        """(N, 1, *spec.input_size) mean flip-TTA probabilities of one member for images at
-        ``spec.input_size`` (the member's own spec, or it at a TTA scale)."""
+    def inputs_key(self, spec: ModelSpec) -> tuple[object, ...]:
+        """What a member's inputs depend on: members with the same key share them."""
+        return (spec.input_size, spec.tile_size, spec.border)
+
+    def runs(self) -> list[tuple[Member, float, ModelSpec]]:
+        """Each forward a batch takes: (member, its weight per scale, its spec at that scale)."""
+        scales = self.tta.scales
+        return [
+            (member, weight / len(scales), member.spec.at_scale(scale))
+            for member, weight in zip(self.members, self.weights, strict=True)
+            if weight
+            for scale in scales
+        ]
+
+    def prepare(self, images: list[npt.NDArray[np.uint8]]) -> Prepared:
+        """The networks' inputs for a batch: per distinct geometry, (V * N, C, H', W') float32."""
         views = self.tta.views()
-        inputs = torch.from_numpy(tta_inputs(images, views, lambda image: network_input(image, spec)))
-        inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last)
-        dtype = self.autocast
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            logits = logits_at_input_size(member.network, inputs, spec)
-        return merge_views(logits, views)
+        inputs: dict[tuple[object, ...], npt.NDArray[np.float32]] = {}
+        chains = [[image] for image in images]  # each image halved 0, 1, ... times, shared by sizes
+
+        def shrunk(index: int, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+            """``halve(images[index], size)``, each halving made once for every size of the batch."""
+            chain = chains[index]
+            for _ in range(len(chain), halvings(images[index].shape, size) + 1):
+                chain.append(np.asarray(half(chain[-1]), dtype=np.uint8))
+            return chain[halvings(images[index].shape, size)]
+
+        for _, _, spec in self.runs():
+            key = self.inputs_key(spec)
+            if key not in inputs:
+                size = spec.input_size
+                resized = [
+                    np.asarray(resize(shrunk(i, size), size), dtype=np.uint8) for i in range(len(images))
+                ]
+                inputs[key] = tta_inputs(resized, views, partial(network_input, spec=spec))
+        return Prepared([image.shape[:2] for image in images], inputs)
+
+    @torch.no_grad()
+    def forward(self, prepared: Prepared) -> list[npt.NDArray[np.float32]]:
+        """Each run's mean flip-TTA probability maps (N, *input_size) float32, in ``runs`` order."""
+        views = self.tta.views()
+        on_device: dict[tuple[object, ...], torch.Tensor] = {}
+        maps = []
+        for member, _, spec in self.runs():
+            key = self.inputs_key(spec)
+            if key not in on_device:
+                batch = torch.from_numpy(prepared.inputs[key])
+                if self.device.type == "cuda":
+                    batch = batch.pin_memory().to(self.device, non_blocking=True)
+                on_device[key] = batch.contiguous(memory_format=torch.channels_last)
+            dtype = self.autocast
+            with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                logits = logits_at_input_size(member.network, on_device[key], spec)
+            maps.append(merge_views(logits, views)[:, 0].cpu().numpy())
+        return maps
+
+    def finish(
+        self, prepared: Prepared, maps: list[npt.NDArray[np.float32]]
+    ) -> list[npt.NDArray[np.float32]]:
+        """Weighted mean probability map of each image (H, W) float32, at the image's own size."""
+        totals = [np.zeros(size, dtype=np.float32) for size in prepared.sizes]
+        for (_, weight, _), probabilities in zip(self.runs(), maps, strict=True):
+            for size, total, probability in zip(prepared.sizes, totals, probabilities, strict=True):
+                add_weighted(total, np.asarray(resize(probability, size), dtype=np.float32), weight)
+        return [np.divide(total, np.float32(sum(self.weights)), out=total) for total in totals]
 
     def probabilities(self, images: list[npt.NDArray[np.uint8]]) -> list[npt.NDArray[np.float32]]:
         """Weighted mean probability map of each image (H, W) float32, at the image's own size."""
-        totals = [np.zeros(image.shape[:2], dtype=np.float32) for image in images]
-        scales = self.tta.scales
-        for member, weight in zip(self.members, self.weights, strict=True):
-            if not weight:
-                continue
-            for scale in scales:
-                spec = member.spec.at_scale(scale)
-                resized = [np.asarray(resize(image, spec.input_size), dtype=np.uint8) for image in images]
-                maps = self.member_probabilities(member, spec, resized)[:, 0].cpu().numpy()
-                for image, total, probability in zip(images, totals, maps, strict=True):
-                    total += (weight / len(scales)) * np.asarray(resize(probability, image.shape[:2]))
-        return [np.asarray(total / sum(self.weights), dtype=np.float32) for total in totals]
+        prepared = self.prepare(images)
+        return self.finish(prepared, self.forward(prepared))
+
+
+def add_weighted(total: npt.NDArray[np.float32], probability: npt.NDArray[np.float32], weight: float) -> None:
+    """``total += weight * probability`` in one pass (OpenCV's scaleAdd, three times faster than
+    NumPy's two on a full-size map)."""
+    cv2.scaleAdd(probability, weight, total, dst=total)
+
+
+@dataclass
+class Prepared:
+    """A batch ready for the networks: each image's (height, width) and the inputs by geometry."""
+
+    sizes: list[tuple[int, int]]
+    inputs: dict[tuple[object, ...], npt.NDArray[np.float32]]

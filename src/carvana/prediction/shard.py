@@ -1,9 +1,12 @@
 """One prediction shard: a contiguous slice of the test set, streamed in batches to RLE rows.
 
 Shard ``index`` of ``count`` (from 1, as Snakemake's scatter names them) takes its slice of
-sample_submission.csv's rows. Images are decoded a batch at a time, the ensemble's mean map is
-thresholded at the tuned threshold and RLE-encoded, and the rows are written as they come: memory
-holds one batch, whatever the size of the test set. The CSV appears under its name only once whole.
+sample_submission.csv's rows. The batches go through three overlapping steps: a loader thread
+decodes batch k+1 and builds its network inputs while the networks run on batch k, and a writer
+thread resizes batch k-1's maps back to full size, thresholds them at the tuned threshold and
+writes their RLE rows in order. So the decoding, resizing and encoding hide behind the networks,
+and memory holds a few batches, whatever the size of the test set. The CSV appears under its
+name only once whole.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import torch
 
@@ -25,7 +31,7 @@ from carvana.data.images import read_image
 from carvana.failures import out_of_memory_advice
 from carvana.layout import RLE_HEADER, DatasetPaths
 from carvana.models.inference import mixed_precision_dtype
-from carvana.prediction.ensemble import Ensemble, load_member
+from carvana.prediction.ensemble import Ensemble, Prepared, load_member
 from carvana.prediction.tta import TTASpec
 
 
@@ -80,15 +86,55 @@ def predict_shard(
         shard.batch_size,
         "predict.tta.scales",
     )
-    with advice, atomic_path(out_path) as temporary, temporary.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(RLE_HEADER)
-        for start in range(0, len(images), shard.batch_size):
-            names = images[start : start + shard.batch_size]
-            batch = [read_image(paths.image_path("test", name)) for name in names]
-            for name, probability in zip(names, ensemble.probabilities(batch), strict=True):
-                writer.writerow((name, rle.encode(probability >= threshold)))
+    with advice:
+        stream(ensemble, paths, images, shard.batch_size, threshold, out_path)
     seconds = time.perf_counter() - started
     rate = len(images) / max(seconds, 1e-9)
     print(f"shard {shard.index}: {len(images)} images in {seconds:.1f} s ({rate:.1f} images/s)")
     return len(images)
+
+
+def stream(
+    ensemble: Ensemble,
+    paths: DatasetPaths,
+    images: list[str],
+    batch_size: int,
+    threshold: float,
+    out_path: Path,
+) -> None:
+    """The per-image path: test ``images`` in batches through ``ensemble`` to RLE rows in
+    ``out_path``, loading batch k+1 and writing batch k-1 in threads while the networks run.
+    The first batch is a quarter of one: the networks wait only for its decoding."""
+    first = max(1, batch_size // 4)
+    rest = range(first, len(images), batch_size)
+    batches = [images[:first], *(images[start : start + batch_size] for start in rest)]
+
+    def load(names: list[str]) -> Prepared:
+        return ensemble.prepare([read_image(paths.image_path("test", name)) for name in names])
+
+    with (
+        atomic_path(out_path) as temporary,
+        temporary.open("w", newline="") as file,
+        ThreadPoolExecutor(1, "load") as loader,
+        ThreadPoolExecutor(1, "write") as writer,
+    ):
+        rows = csv.writer(file)
+        rows.writerow(RLE_HEADER)
+
+        def write(names: list[str], prepared: Prepared, maps: list[npt.NDArray[np.float32]]) -> None:
+            for name, probability in zip(names, ensemble.finish(prepared, maps), strict=True):
+                rows.writerow((name, rle.encode(probability >= threshold)))
+
+        pending: deque[Future[None]] = deque()
+        next_batch = loader.submit(load, batches[0]) if images else None
+        for number, names in enumerate(batches if images else []):
+            assert next_batch is not None
+            prepared = next_batch.result()
+            if number + 1 < len(batches):
+                next_batch = loader.submit(load, batches[number + 1])
+            maps = ensemble.forward(prepared)
+            pending.append(writer.submit(write, names, prepared, maps))
+            while len(pending) > 2:  # a bounded queue: memory does not grow with the test set
+                pending.popleft().result()
+        for done in pending:
+            done.result()

@@ -1,0 +1,122 @@
+"""The fast prediction path gives exactly what the naive loop gives (benchmarks/naive_predict.py):
+batching, the loader and writer threads, OpenCV's decoding and our RLE change no row."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from carvana.data.images import read_image
+from carvana.layout import DatasetPaths
+from carvana.models.build import build_model
+from carvana.models.spec import ModelSpec
+from carvana.prediction.ensemble import Ensemble, fold_batch_norms, load_member
+from carvana.prediction.shard import ShardSpec, predict_shard
+from carvana.prediction.tta import TTASpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from naive_predict import naive_predict
+
+MODELS = {
+    "unet": {"arch": "unet", "width": 0.0625, "input_size": [32, 48], "tile_size": [204, 220]},
+    "unet1024": {"arch": "unet1024", "width": 0.125, "input_size": [64, 64]},
+    "unet11": {"arch": "unet11", "width": 0.125, "input_size": [32, 64]},
+}
+WEIGHTS = {"unet1024": 2.0, "unet11": 0.5}
+
+
+@pytest.fixture(scope="module")
+def weights_paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """weights.pt of three networks with random weights and BatchNorm statistics that are not
+    the identity (so folding them changes the weights), two folds of unet1024."""
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(3)
+    paths = []
+    for name, entry in [*MODELS.items(), ("unet1024", MODELS["unet1024"])]:
+        spec = ModelSpec.from_entry(name, entry)
+        network = build_model(spec)
+        for module in network.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+        path = root / f"{name}_{len(paths)}.pt"
+        torch.save(
+            {"spec": spec.to_json(), "fold": len(paths), "epoch": 1, "state_dict": network.state_dict()}, path
+        )
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("tta", "batch_size"),
+    [(TTASpec(hflip=True), 5), (TTASpec(hflip=True, vflip=True, scales=(1.0, 0.75)), 8)],
+)
+def test_the_fast_path_writes_the_naive_loops_rows(
+    tiny_dataset, weights_paths: list[Path], tmp_path: Path, tta: TTASpec, batch_size: int
+) -> None:
+    paths = DatasetPaths(tiny_dataset.data_dir)
+    names = pd.read_csv(paths.sample_submission_path)["img"].tolist()
+    members = [load_member(path, torch.device("cpu")) for path in weights_paths]
+    images = [paths.image_path("test", name) for name in names]
+    # random networks: the median probability of an image as the threshold gives masks of substance
+    first = Ensemble(members, tta, torch.device("cpu"), torch.bfloat16, WEIGHTS).probabilities(
+        [read_image(images[0])]
+    )
+    threshold = float(np.median(first[0]))
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text(json.dumps({"threshold": threshold}))
+
+    shard = ShardSpec(1, 1, batch_size=batch_size, tta=tta, gpu=0, weights=WEIGHTS)
+    predict_shard(shard, tiny_dataset.data_dir, weights_paths, thresholds, tmp_path / "fast.csv")
+    # at the precision the shard chooses on a CPU
+    naive_predict(images, members, tta, WEIGHTS, threshold, tmp_path / "naive.csv", autocast=torch.bfloat16)
+
+    fast, naive = (pd.read_csv(tmp_path / name, dtype=str).fillna("") for name in ("fast.csv", "naive.csv"))
+    assert len(fast) == len(names) == 32  # 32 / 5: the last batch holds 2
+    assert fast["img"].tolist() == names
+    assert fast.equals(naive)
+    assert fast["rle_mask"].nunique() > 16  # masks of substance, not all empty or full
+
+
+def test_folding_batch_norms_keeps_the_networks_function(weights_paths: list[Path]) -> None:
+    saved = torch.load(weights_paths[1], weights_only=False)
+    spec = ModelSpec.from_json(saved["spec"])
+    plain = build_model(spec)
+    plain.load_state_dict(saved["state_dict"])
+    plain.eval()
+    folded = load_member(weights_paths[1], torch.device("cpu")).network
+    assert not any(isinstance(module, nn.BatchNorm2d) for module in folded.modules())
+    assert sum(isinstance(module, nn.BatchNorm2d) for module in plain.modules()) > 10
+    inputs = torch.randn(2, 3, *spec.input_size)
+    with torch.no_grad():
+        expected, got = plain(inputs), folded(inputs.contiguous(memory_format=torch.channels_last))
+    assert (expected - got).abs().max() < 1e-4 * expected.abs().max()
+
+
+def test_a_network_in_training_mode_keeps_its_batch_norms() -> None:
+    network = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    fold_batch_norms(network.train())
+    assert isinstance(network[1], nn.BatchNorm2d)
+
+
+def test_an_unreadable_image_stops_the_shard_and_writes_nothing(
+    dataset_copy, weights_paths, tmp_path
+) -> None:
+    paths = DatasetPaths(dataset_copy.data_dir)
+    names = pd.read_csv(paths.sample_submission_path)["img"].tolist()
+    paths.image_path("test", names[20]).write_bytes(b"")  # read by the loader thread, in batch 3
+    out = tmp_path / "out"
+    out.mkdir()
+    thresholds = out / "thresholds.json"
+    thresholds.write_text(json.dumps({"threshold": 0.5}))
+    shard = ShardSpec(1, 1, batch_size=8, gpu=0)
+    with pytest.raises(ValueError, match=f"{names[20]}: not a readable image"):
+        predict_shard(shard, dataset_copy.data_dir, weights_paths[:1], thresholds, out / "shard.csv")
+    assert list(out.iterdir()) == [thresholds]
