@@ -168,3 +168,32 @@ def test_the_profile_counts_local_gpus_and_leaves_a_cluster_uncapped(tmp_path: P
     assert profile_resources(["snakemake", f"--profile={newer}"], environ) is None
     assert profile_resources(["snakemake"], {**environ, "SNAKEMAKE_PROFILE": str(cluster)}) is None
     assert profile_resources(["snakemake"], {"CUDA_VISIBLE_DEVICES": "", "HOME": str(tmp_path)}) == {"gpu": 0}
+
+
+def test_a_probe_in_progress_does_not_make_free_devices_look_busy(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    from carvana.gpus import _lock_path, _open_lock
+
+    lock_dir, pool = tmp_path / "locks", ["0", "1", "2"]
+    held = try_lease(1, pool, lock_dir)  # another job holds device 0
+    assert held is not None and held.devices == ["0"]
+    # a job asking for three is mid-probe: it has locked 1 and 2 and is about to let them go
+    probe = _open_lock(lock_dir / "probe.lock")
+    fcntl.flock(probe, fcntl.LOCK_EX)
+    transient = [_open_lock(_lock_path(lock_dir, device)) for device in ("1", "2")]
+    for fd in transient:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    got: list[object] = []
+    asker = threading.Thread(target=lambda: got.append(try_lease(2, pool, lock_dir)))
+    asker.start()
+    asker.join(timeout=0.3)
+    assert asker.is_alive()  # it waits for the probe to end instead of seeing 1 and 2 busy
+    for fd in (*transient, probe):
+        os.close(fd)
+    asker.join(timeout=10)
+    (lease_,) = got
+    assert lease_ is not None and lease_.devices == ["1", "2"]  # type: ignore[attr-defined]
+    lease_.release()  # type: ignore[attr-defined]
+    held.release()

@@ -111,8 +111,22 @@ def _open_lock(path: Path) -> int:
 
 
 def try_lease(count: int, pool: Sequence[str], lock_dir: Path) -> Lease | None:
-    """``count`` free devices of ``pool``, locked, or None (holding nothing) if fewer are free."""
+    """``count`` free devices of ``pool``, locked, or None (holding nothing) if fewer are free.
+
+    One job probes at a time (an exclusive lock on ``probe.lock`` for the few milliseconds of the
+    probe): a job that must let go of devices it locked while finding too few free would
+    otherwise make another job, probing at that moment, see those devices busy and wait.
+    """
     _open_lock_dir(lock_dir)
+    probe = _open_lock(lock_dir / "probe.lock")
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX)
+        return _probe(count, pool, lock_dir)
+    finally:
+        os.close(probe)  # closing releases the probe lock
+
+
+def _probe(count: int, pool: Sequence[str], lock_dir: Path) -> Lease | None:
     lease = Lease([], [])
     for device in pool:
         fd = _open_lock(_lock_path(lock_dir, device))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -179,3 +180,21 @@ def test_credentials_are_found_in_the_clis_order(home: Path) -> None:
     first = find_credentials({"KAGGLE_API_TOKEN": "env-token-1234"}, home)
     assert first is not None and first.source == "KAGGLE_API_TOKEN"
     assert set(first.secrets) == {"env-token-1234", "token-1234", "file-key-1234"}  # all masked
+
+
+def test_the_clis_config_folder_exists_before_the_cli_starts(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the CLI makes ~/.config/kaggle itself without exist_ok: downloads started together on a
+    # fresh machine raced for it, and all but one failed with FileExistsError
+    seen = []
+
+    def fake_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        seen.append((home / ".config" / "kaggle").is_dir())
+        return subprocess.CompletedProcess(command, 0, "ok\n", "")
+
+    monkeypatch.setattr("carvana.data.kaggle.subprocess.run", fake_run)
+    cli = KaggleCLI(environ={"HOME": str(home), "KAGGLE_USERNAME": "u", "KAGGLE_KEY": KEY})
+    assert not (home / ".config").exists()
+    assert cli.run("competitions", "files", "-c", "x") == "ok\n"
+    assert seen == [True]

@@ -155,10 +155,14 @@ class KaggleCLI:
     def run(self, *args: str) -> str:
         """The CLI's stdout (progress bars go to stderr), masked; KaggleError when it fails."""
         credentials = self.credentials()
+        environ = self._environ()
+        # The CLI makes its config folder when it is missing, without exist_ok: of several
+        # downloads started at once on a fresh machine, all but one would fail. Made here first.
+        _config_dir(environ, Path(environ.get("HOME", Path.home()))).mkdir(parents=True, exist_ok=True)
         try:
             result = subprocess.run(
                 [sys.executable, "-m", "kaggle", *args],
-                env=self._environ(),
+                env=environ,
                 capture_output=True,
                 text=True,
                 timeout=CLI_TIMEOUT_S,
