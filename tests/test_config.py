@@ -123,3 +123,14 @@ def test_a_hand_made_subset_leaves_the_fold_count_to_the_fold_step() -> None:
     config["folds"] = {"n_folds": 500}
     check_config(config, SCHEMA)
     assert train_cars(config) == (None, "the data")
+
+
+def test_each_unknown_key_counts_as_a_problem() -> None:
+    problems = _problems(_config(foo=1, bar=2))
+    assert len(problems) == 2
+    assert all(problem.startswith("the config: unknown key '") for problem in problems)
+
+
+def test_a_model_named_by_a_number_is_a_problem_not_a_crash() -> None:
+    (problem,) = _problems(_config(models={1024: MODEL}, ensemble={"weights": {}}))
+    assert problem == "models.1024: a model's name must be text, e.g. 'unet1024'"

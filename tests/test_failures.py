@@ -23,7 +23,7 @@ def test_out_of_memory_names_what_ran_out_and_halves_the_batch() -> None:
 def test_at_batch_size_one_the_advice_is_a_smaller_input() -> None:
     with (
         pytest.raises(
-            JobError, match=r"at batch size 1: the batch is already 1: lower models\.m\.input_size or use"
+            JobError, match=r"at batch size 1: the batch is already 1: lower models\.m\.input_size\. \(CUDA"
         ),
         out_of_memory_advice("model 'm'", "models.m.batch_size", 1, "models.m.input_size"),
     ):

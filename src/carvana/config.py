@@ -61,7 +61,7 @@ def schema_problems(config: dict[str, Any], schema: dict[str, Any]) -> Iterator[
     validator = filling(schema)
     errors = sorted(validator.iter_errors(config), key=lambda error: _key(error.absolute_path))
     for error in errors:
-        yield _describe(error)
+        yield from _describe(error).split("\n  - ")  # one problem per unknown key
 
 
 def _describe(error: Any) -> str:
@@ -108,6 +108,9 @@ def _model_specs(config: dict[str, Any]) -> tuple[list[ModelSpec], list[str]]:
     """Each model's spec (architecture, sizes, encoder checked) and the problems of the others."""
     specs, problems = [], []
     for name, entry in config["models"].items():
+        if not isinstance(name, str):  # YAML reads `1024:` as a number, which propertyNames skips
+            problems.append(f"models.{name}: a model's name must be text, e.g. 'unet{name}'")
+            continue
         try:
             spec = ModelSpec.from_entry(name, entry)
             if spec.encoder:

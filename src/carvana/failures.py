@@ -25,7 +25,7 @@ def out_of_memory_advice(what: str, batch_key: str, batch_size: int, size_key: s
         if batch_size > 1:
             fix = f"set {batch_key} to {batch_size // 2} (it is {batch_size})"
         else:
-            fix = f"the batch is already 1: lower {size_key} or use more GPUs"
+            fix = f"the batch is already 1: lower {size_key}"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "CUDA out of memory"
         raise JobError(
             f"{what} ran out of GPU memory at batch size {batch_size}: {fix}. ({reason})"
