@@ -61,27 +61,28 @@ def schema_problems(config: dict[str, Any], schema: dict[str, Any]) -> Iterator[
     validator = filling(schema)
     errors = sorted(validator.iter_errors(config), key=lambda error: _key(error.absolute_path))
     for error in errors:
-        yield from _describe(error).split("\n  - ")  # one problem per unknown key
+        yield from _describe(error)
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any) -> Iterator[str]:
+    """The problems of one schema error: one per unknown key, else one."""
     key = _key(error.absolute_path) or "the config"
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         valid = list(schema.get("properties", {}))
-        lines = []
         for name in (name for name in error.instance if name not in valid):
             close = difflib.get_close_matches(str(name), valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            lines.append(f"{key}: unknown key {name!r}{hint}; valid keys: {', '.join(valid)}")
-        return "\n  - ".join(lines)
+            yield f"{key}: unknown key {name!r}{hint}; valid keys: {', '.join(valid)}"
+        return
     if error.validator == "minProperties" and key == "models":
-        return (
+        yield (
             "models is empty: configure at least one, e.g. unet1024: {arch: unet1024, input_size: "
             f"[1024, 1024]}}; architectures: {', '.join(architectures())}"
         )
+        return
     description = " ".join(str(schema.get("description", "")).split()).rstrip(".")
-    return f"{key}: {error.message}" + (f" ({description})" if description else "")
+    yield f"{key}: {error.message}" + (f" ({description})" if description else "")
 
 
 def _key(path: Sequence[Any]) -> str:

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import NamedTuple
-
 import pytest
-from workflow_runs import TINY, TINY_MODELS, environ, snakemake, workflow_copy
+from workflow_runs import TINY, TINY_MODELS, FinishedRun, environ, snakemake, workflow_copy
 
 FAKE_GPUS = "0,1"  # lock files only: the jobs lease these indices, and torch finds no CUDA
-
-
-class FinishedRun(NamedTuple):
-    work: Path  # the workflow copy, with its source in work/src and its results
-    output: str  # what Snakemake printed
 
 
 @pytest.fixture(scope="session")

@@ -222,19 +222,15 @@ def test_a_nan_loss_stops_training_before_weights_and_nothing_after_it_runs(
     edit_config(work, {"models.unet1024.optimizer": {"lr": 1e30}})
     before = _snapshot(work / "results")
 
-    result = snakemake(work, "--cores", "1", check=False)
-    assert result.returncode != 0
-    logs = sorted((work / "results/logs/train").glob("unet1024_fold*.log"))
-    failed = [log for log in logs if "the training loss is nan" in log.read_text()]
-    assert len(failed) == 1, [log.read_text()[-1500:] for log in logs]
+    failed = _the_failed_job(work, "train", "the training loss is nan")
     assert re.search(
         r"model 'unet1024': the training loss is nan at epoch 1, step \d+; no weights were written\. "
         r"Lower models\.unet1024\.optimizer\.lr \(it is 1e\+30\) or set models\.unet1024\.precision "
         r"to 32-true",
-        failed[0].read_text(),
+        failed.read_text(),
     )
-    assert "Traceback" not in failed[0].read_text()
-    fold = failed[0].stem.removeprefix("unet1024_")
+    assert "Traceback" not in failed.read_text()
+    fold = failed.stem.removeprefix("unet1024_")
     assert not (work / f"results/models/unet1024/{fold}/weights.pt").exists()
     # every other run, the tuning, the shards and the submission are as they were
     assert _unchanged(before, _snapshot(work / "results"), f"models/unet1024/{fold}/") == []
@@ -250,16 +246,13 @@ def test_running_out_of_gpu_memory_in_training_names_the_model_and_a_smaller_bat
     )
     before = _snapshot(work / "results")
 
-    result = snakemake(work, "--cores", "1", check=False)
-    assert result.returncode != 0
-    failed = [log for log in (work / "results/logs/train").glob("*.log") if "GPU memory" in log.read_text()]
-    assert len(failed) == 1
-    model, fold = failed[0].stem.split("_")
+    failed = _the_failed_job(work, "train", "GPU memory")
+    model, fold = failed.stem.split("_")
     size = {"unet": "tile_size 204x220", "unet1024": "input_size 64x64", "unet11": "input_size 32x64"}[model]
     assert (
         f"training model '{model}' ({model}, {size}) ran out of GPU memory at batch size 4: "
         f"set models.{model}.batch_size to 2 (it is 4). (CUDA out of memory. Tried to allocate 2.00 GiB)"
-    ) in failed[0].read_text()
+    ) in failed.read_text()
     assert not (work / f"results/models/{model}/{fold}/weights.pt").exists()
     assert _unchanged(before, _snapshot(work / "results"), f"models/{model}/{fold}/") == []
 
@@ -274,21 +267,29 @@ def test_running_out_of_gpu_memory_in_prediction_names_the_shard_and_a_smaller_b
     )
     before = _snapshot(work / "results")
 
-    result = snakemake(work, "--cores", "1", check=False)
-    assert result.returncode != 0
-    failed = [log for log in (work / "results/logs/predict").glob("*.log") if "GPU memory" in log.read_text()]
-    assert len(failed) == 1
+    failed = _the_failed_job(work, "predict", "GPU memory")
     assert re.search(
         r"prediction shard [12] \(6 networks, 2 flips x 1 scales\) ran out of GPU memory at batch size 8: "
         r"set predict\.batch_size to 4 \(it is 8\)\.",
-        failed[0].read_text(),
+        failed.read_text(),
     )
-    shard = f"predict/{failed[0].stem}.csv"
+    shard = f"predict/{failed.stem}.csv"
     assert not (work / "results" / shard).exists()
     assert _unchanged(before, _snapshot(work / "results"), shard) == []
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _the_failed_job(work: Path, stage: str, problem: str) -> Path:
+    """Run the workflow, which must fail, and return the log of its one ``stage`` job that says
+    ``problem`` (a second would mean the run went on after the first failure)."""
+    result = snakemake(work, "--cores", "1", check=False)
+    assert result.returncode != 0
+    logs = sorted((work / "results/logs" / stage).glob("*.log"))
+    failed = [log for log in logs if problem in log.read_text()]
+    assert len(failed) == 1, [log.read_text()[-1500:] for log in logs]
+    return failed[0]
 
 
 def _raise_out_of_memory_in(module: Path, line_start: str) -> None:
