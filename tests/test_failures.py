@@ -20,12 +20,23 @@ def test_out_of_memory_names_what_ran_out_and_halves_the_batch() -> None:
     assert isinstance(caught.value.__cause__, torch.OutOfMemoryError)
 
 
-def test_at_batch_size_one_the_advice_is_a_smaller_input() -> None:
+def test_at_batch_size_one_the_advice_is_the_other_fix() -> None:
     with (
         pytest.raises(
-            JobError, match=r"at batch size 1: the batch is already 1: lower models\.m\.input_size\. \(CUDA"
+            JobError,
+            match=r"at batch size 1: one image is the smallest batch: lower models\.m\.input_size\. \(CUDA",
         ),
-        out_of_memory_advice("model 'm'", "models.m.batch_size", 1, "models.m.input_size"),
+        out_of_memory_advice("model 'm'", "models.m.batch_size", 1, "lower models.m.input_size"),
+    ):
+        raise torch.OutOfMemoryError(CUDA_MESSAGE)
+
+
+def test_a_batch_smaller_than_configured_is_halved_and_the_setting_named() -> None:
+    """A shard's first batches are smaller than predict.batch_size: the advice halves the one that
+    failed (3 -> 1), not the setting (16 -> 8), which would fail again."""
+    with (
+        pytest.raises(JobError, match=r"at batch size 3: set predict\.batch_size to 1 \(it is 16\)\. \(CUDA"),
+        out_of_memory_advice("shard 1", "predict.batch_size", 3, "fewer views", configured=16),
     ):
         raise torch.OutOfMemoryError(CUDA_MESSAGE)
 

@@ -191,9 +191,11 @@ def _predict(args: argparse.Namespace) -> None:
         gpu=args.gpu,
         weights=parse_weights(args.weight),
     )
+    import cv2
     import torch
 
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)  # the loader and writer threads each decode and resize on one core
     predict_shard(shard, args.data_dir, args.weights, args.thresholds_path, args.out_path)
 
 

@@ -14,18 +14,23 @@ class JobError(RuntimeError):
 
 
 @contextmanager
-def out_of_memory_advice(what: str, batch_key: str, batch_size: int, size_key: str) -> Iterator[None]:
+def out_of_memory_advice(
+    what: str, batch_key: str, batch_size: int, at_one: str, configured: int | None = None
+) -> Iterator[None]:
     """Turn a CUDA out-of-memory error inside the block into a JobError naming ``what`` ran out,
-    at which batch size (config key ``batch_key``), and the smaller one to try."""
+    at which batch size, and the fix: config key ``batch_key`` at half that batch, or ``at_one``
+    (what else to lower) when the batch was one image. ``configured`` is the key's value when the
+    failing batch was smaller than it (a shard's first batches, a fold's last)."""
     import torch
 
     try:
         yield
     except torch.OutOfMemoryError as error:
+        setting = batch_size if configured is None else configured
         if batch_size > 1:
-            fix = f"set {batch_key} to {batch_size // 2} (it is {batch_size})"
+            fix = f"set {batch_key} to {batch_size // 2} (it is {setting})"
         else:
-            fix = f"the batch is already 1: lower {size_key}"
+            fix = f"one image is the smallest batch: {at_one}"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "CUDA out of memory"
         raise JobError(
             f"{what} ran out of GPU memory at batch size {batch_size}: {fix}. ({reason})"

@@ -10,7 +10,7 @@ from torch import nn
 from carvana.models.inference import network_input, resize
 from carvana.models.spec import ModelSpec
 from carvana.prediction.ensemble import Ensemble, Member
-from carvana.prediction.shard import shard_images
+from carvana.prediction.shard import batch_sizes, shard_images
 from carvana.prediction.tta import FLIPS, TTASpec, flip_image, flip_tensor, merge_views, tta_inputs
 from carvana.prediction.weights import model_weights, parse_weights
 
@@ -156,3 +156,20 @@ def test_shards_cover_the_test_set_once_in_order(count: int) -> None:
     shards = [shard_images(images, index, count) for index in range(1, count + 1)]
     assert [name for shard in shards for name in shard] == images
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+@pytest.mark.parametrize(
+    ("count", "batch_size", "sizes"),
+    [
+        (32, 8, [1, 2, 4, 8, 8, 8, 1]),
+        (7, 8, [1, 2, 4]),
+        (5, 8, [1, 2, 2]),
+        (10, 3, [1, 2, 3, 3, 1]),
+        (3, 1, [1, 1, 1]),
+        (0, 8, []),
+    ],
+)
+def test_a_shards_batches_double_from_one_image_to_the_batch_size(
+    count: int, batch_size: int, sizes: list[int]
+) -> None:
+    assert batch_sizes(count, batch_size) == sizes

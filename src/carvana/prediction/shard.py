@@ -5,13 +5,15 @@ sample_submission.csv's rows. The batches go through three overlapping steps: a 
 decodes batch k+1 and builds its network inputs while the networks run on batch k, and a writer
 thread resizes batch k-1's maps back to full size, thresholds them at the tuned threshold and
 writes their RLE rows in order. So the decoding, resizing and encoding hide behind the networks,
-and memory holds a few batches, whatever the size of the test set. The CSV appears under its
-name only once whole.
+and memory holds a few batches, whatever the size of the test set. The first batches grow from
+one image to the batch size, so the networks start as soon as one image is ready. The CSV appears
+under its name only once whole.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import time
 from collections import deque
@@ -33,6 +35,8 @@ from carvana.layout import RLE_HEADER, DatasetPaths
 from carvana.models.inference import mixed_precision_dtype
 from carvana.prediction.ensemble import Ensemble, Prepared, load_member
 from carvana.prediction.tta import TTASpec
+
+Map = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -79,19 +83,28 @@ def predict_shard(
         flush=True,
     )
     started = time.perf_counter()
-    advice = out_of_memory_advice(
+    what = (
         f"prediction shard {shard.index} ({len(members)} networks, {len(shard.tta.views())} flips x "
-        f"{len(shard.tta.scales)} scales)",
-        "predict.batch_size",
-        shard.batch_size,
-        "predict.tta.scales",
+        f"{len(shard.tta.scales)} scales)"
     )
-    with advice:
-        stream(ensemble, paths, images, shard.batch_size, threshold, out_path)
+    stream(ensemble, paths, images, shard.batch_size, threshold, out_path, what)
     seconds = time.perf_counter() - started
     rate = len(images) / max(seconds, 1e-9)
     print(f"shard {shard.index}: {len(images)} images in {seconds:.1f} s ({rate:.1f} images/s)")
     return len(images)
+
+
+def batch_sizes(count: int, batch_size: int) -> list[int]:
+    """The sizes of the batches that stream ``count`` images: doubling from one image up to
+    ``batch_size``, then full batches, then what is left. While the networks run on a batch the
+    loader prepares one at most twice its size, so they wait only for the first image."""
+    sizes: list[int] = []
+    size, left = 1, count
+    while left > 0:
+        sizes.append(min(size, left))
+        left -= sizes[-1]
+        size = min(2 * size, batch_size)
+    return sizes
 
 
 def stream(
@@ -101,13 +114,14 @@ def stream(
     batch_size: int,
     threshold: float,
     out_path: Path,
+    what: str = "prediction",
 ) -> None:
     """The per-image path: test ``images`` in batches through ``ensemble`` to RLE rows in
-    ``out_path``, loading batch k+1 and writing batch k-1 in threads while the networks run.
-    The first batch is a quarter of one: the networks wait only for its decoding."""
-    first = max(1, batch_size // 4)
-    rest = range(first, len(images), batch_size)
-    batches = [images[:first], *(images[start : start + batch_size] for start in rest)]
+    ``out_path``, loading batch k+1 and writing batch k-1 in threads while the networks run on
+    batch k. Running out of GPU memory stops it with advice naming ``what``."""
+    bounds = itertools.accumulate(batch_sizes(len(images), batch_size), initial=0)
+    batches = [images[start:end] for start, end in itertools.pairwise(bounds)]
+    one_image = "turn a flip off or lower predict.tta.scales (an image's views go through together)"
 
     def load(names: list[str]) -> Prepared:
         return ensemble.prepare([read_image(paths.image_path("test", name)) for name in names])
@@ -121,19 +135,22 @@ def stream(
         rows = csv.writer(file)
         rows.writerow(RLE_HEADER)
 
-        def write(names: list[str], prepared: Prepared, maps: list[npt.NDArray[np.float32]]) -> None:
-            for name, probability in zip(names, ensemble.finish(prepared, maps), strict=True):
+        def write(names: list[str], sizes: list[tuple[int, int]], maps: list[Map]) -> None:
+            for name, probability in zip(names, ensemble.finish(sizes, maps), strict=True):
                 rows.writerow((name, rle.encode(probability >= threshold)))
 
         pending: deque[Future[None]] = deque()
-        next_batch = loader.submit(load, batches[0]) if images else None
-        for number, names in enumerate(batches if images else []):
+        next_batch = loader.submit(load, batches[0]) if batches else None
+        for number, names in enumerate(batches):
             assert next_batch is not None
             prepared = next_batch.result()
             if number + 1 < len(batches):
                 next_batch = loader.submit(load, batches[number + 1])
-            maps = ensemble.forward(prepared)
-            pending.append(writer.submit(write, names, prepared, maps))
+            advice = out_of_memory_advice(what, "predict.batch_size", len(names), one_image, batch_size)
+            with advice:
+                maps = ensemble.forward(prepared)
+            pending.append(writer.submit(write, names, prepared.sizes, maps))
+            del prepared  # the inputs: the writer needs only the images' sizes
             while len(pending) > 2:  # a bounded queue: memory does not grow with the test set
                 pending.popleft().result()
         for done in pending:

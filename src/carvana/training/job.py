@@ -239,7 +239,7 @@ def _out_of_memory_advice(spec: ModelSpec) -> AbstractContextManager[None]:
         f"training model {spec.name!r} ({spec.arch}, {size} {height}x{width})",
         f"models.{spec.name}.batch_size",
         spec.batch_size,
-        f"models.{spec.name}.{size}",
+        f"lower models.{spec.name}.{size}",
     )
 
 
