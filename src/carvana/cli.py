@@ -190,6 +190,7 @@ def _predict(args: argparse.Namespace) -> None:
         tta=TTASpec(hflip=args.hflip, vflip=args.vflip, scales=tuple(args.scales)),
         gpu=args.gpu,
         weights=parse_weights(args.weight),
+        compile=args.compile,
     )
     import cv2
     import torch
@@ -386,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--weight", action="append", default=[], help=WEIGHT_HELP)
     predict.add_argument("--gpu", type=int, default=1, help="0: CPU even where CUDA is present")
     predict.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for the networks")
+    predict.add_argument("--compile", action="store_true", help="torch.compile each network first")
     predict.set_defaults(run=_predict)
 
     submission = stages.add_parser("submission", help="gather the shards in sample_submission order")

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from carvana import rle
 from carvana.data.images import read_image
 from carvana.layout import DatasetPaths
 from carvana.models.build import build_model
@@ -120,3 +121,30 @@ def test_an_unreadable_image_stops_the_shard_and_writes_nothing(
     with pytest.raises(ValueError, match=f"{names[20]}: not a readable image"):
         predict_shard(shard, dataset_copy.data_dir, weights_paths[:1], thresholds, out / "shard.csv")
     assert list(out.iterdir()) == [thresholds]
+
+
+@pytest.mark.slow
+def test_compiled_networks_write_the_eager_networks_masks(tiny_dataset, weights_paths, tmp_path) -> None:
+    """``predict.compile``: torch.compile (Inductor, here on the CPU) for both folds of unet1024.
+    Its fused kernels round differently, so masks may differ at a few pixels, no more."""
+    folds = [weights_paths[1], weights_paths[3]]
+    paths = DatasetPaths(tiny_dataset.data_dir)
+    first = read_image(paths.image_path("test", pd.read_csv(paths.sample_submission_path)["img"][0]))
+    members = [load_member(path, torch.device("cpu")) for path in folds]
+    ensemble = Ensemble(members, TTASpec(hflip=True), torch.device("cpu"), torch.bfloat16)
+    thresholds = tmp_path / "thresholds.json"  # masks of substance: the median of the first image
+    thresholds.write_text(json.dumps({"threshold": float(np.median(ensemble.probabilities([first])[0]))}))
+    written = {}
+    for compiled in (False, True):
+        shard = ShardSpec(1, 1, batch_size=4, tta=TTASpec(hflip=True), gpu=0, compile=compiled)
+        written[compiled] = tmp_path / f"compiled_{compiled}.csv"
+        predict_shard(shard, tiny_dataset.data_dir, folds, thresholds, written[compiled])
+    eager, compiled = (pd.read_csv(written[key], dtype=str).fillna("") for key in (False, True))
+    assert compiled["img"].tolist() == eager["img"].tolist() and len(eager) == 32
+    shape = first.shape[:2]
+    differing = [
+        int((rle.decode(a, shape) != rle.decode(b, shape)).sum())
+        for a, b in zip(eager["rle_mask"], compiled["rle_mask"], strict=True)
+    ]
+    assert sum(differing) <= 0.001 * 32 * shape[0] * shape[1], differing
+    assert eager["rle_mask"].nunique() > 16

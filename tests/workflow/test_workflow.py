@@ -213,6 +213,17 @@ def test_the_competition_config_plans_the_whole_competition(tmp_path: Path) -> N
     spec = json.loads(unet1024.group(1))
     assert (spec["width"], spec["input_size"], spec["optimizer"]["name"]) == (1.0, [1024, 1024], "rmsprop")
     assert "--weight unet11=1" in out and "--weight unet1024=1 " in out
+    assert "--compile" not in out
+
+
+def test_predict_compile_reaches_every_shard(tmp_path: Path) -> None:
+    work = workflow_copy(tmp_path)
+    config = yaml.safe_load((ROOT / "competition.yaml").read_text())
+    config["predict"]["compile"] = True
+    (work / "compiled.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(work, "-n", "-p", "--configfile", "compiled.yaml").stdout
+    commands = re.findall(r"carvana predict .*", out)
+    assert len(commands) == 16 and all(" --compile" in command for command in commands)
 
 
 def test_submit_refuses_the_offline_dataset_before_any_other_job(tmp_path: Path) -> None:

@@ -287,7 +287,8 @@ def predict_args():
     )
     scales = " ".join(str(scale) for scale in predict["tta"]["scales"])
     common = f"--batch-size {predict['batch_size']} {flips} --scales {scales}"
-    return " ".join(filter(None, [common, weight_args()]))
+    compiled = "--compile" if predict["compile"] else ""
+    return " ".join(filter(None, [common, weight_args(), compiled]))
 
 
 def predict_gpus():

@@ -5,7 +5,8 @@ weighted mean probability maps at each image's own size. It runs in three steps,
 prediction shard overlaps across batches (``carvana.prediction.shard``):
 
 - ``prepare``: each image resized to every input size the members take (once per distinct
-  geometry, shared by the members that take it) and its TTA views stacked, as arrays;
+  geometry, shared by the members that take it) and its TTA views stacked, in pinned host
+  memory for a GPU;
 - ``forward``: the networks, one forward per member and scale with every flip view in it;
   returns each member's mean probability at its input size;
 - ``finish``: those maps resized back to each image's size and added by weight into one
@@ -113,9 +114,10 @@ class Ensemble:
         ]
 
     def prepare(self, images: list[npt.NDArray[np.uint8]]) -> Prepared:
-        """The networks' inputs for a batch: per distinct geometry, (V * N, C, H', W') float32."""
+        """The networks' inputs for a batch: per distinct geometry, (V * N, C, H', W') float32,
+        in pinned memory when the networks are on a GPU (copied there while they run)."""
         views = self.tta.views()
-        inputs: dict[tuple[object, ...], npt.NDArray[np.float32]] = {}
+        inputs: dict[tuple[object, ...], torch.Tensor] = {}
         chains = [[image] for image in images]  # each image halved 0, 1, ... times, shared by sizes
 
         def shrunk(index: int, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
@@ -132,7 +134,8 @@ class Ensemble:
                 resized = [
                     np.asarray(resize(shrunk(i, size), size), dtype=np.uint8) for i in range(len(images))
                 ]
-                inputs[key] = tta_inputs(resized, views, partial(network_input, spec=spec))
+                batch = torch.from_numpy(tta_inputs(resized, views, partial(network_input, spec=spec)))
+                inputs[key] = batch.pin_memory() if self.device.type == "cuda" else batch
         return Prepared([image.shape[:2] for image in images], inputs)
 
     @torch.no_grad()
@@ -146,9 +149,7 @@ class Ensemble:
         maps = []
         for number, ((member, _, spec), key) in enumerate(zip(runs, keys, strict=True)):
             if key not in on_device:
-                batch = torch.from_numpy(prepared.inputs[key])
-                if self.device.type == "cuda":
-                    batch = batch.pin_memory().to(self.device, non_blocking=True)
+                batch = prepared.inputs[key].to(self.device, non_blocking=True)
                 on_device[key] = batch.contiguous(memory_format=torch.channels_last)
             dtype = self.autocast
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
@@ -185,4 +186,4 @@ class Prepared:
     """A batch ready for the networks: each image's (height, width) and the inputs by geometry."""
 
     sizes: list[tuple[int, int]]
-    inputs: dict[tuple[object, ...], npt.NDArray[np.float32]]
+    inputs: dict[tuple[object, ...], torch.Tensor]

@@ -21,11 +21,13 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
+from torch import nn
 
 from carvana import rle
 from carvana.atomic import atomic_path
@@ -47,6 +49,7 @@ class ShardSpec:
     tta: TTASpec = field(default_factory=TTASpec)
     gpu: int = 1
     weights: Mapping[str, float] = field(default_factory=dict)  # per model; 1 when left out
+    compile: bool = False  # torch.compile each network
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -74,12 +77,14 @@ def predict_shard(
     every = pd.read_csv(paths.sample_submission_path)["img"].tolist()
     images = shard_images(every, shard.index, shard.count)
     members = [load_member(path, device) for path in weights_paths]
+    if shard.compile:  # compiled at their first batch; the folds of a model share the kernels
+        for member in members:
+            member.network = cast(nn.Module, torch.compile(member.network))
     ensemble = Ensemble(members, shard.tta, device, autocast, shard.weights)
     print(
         f"shard {shard.index} of {shard.count}: {len(images)} of {len(every)} test images, "
-        f"{len(members)} networks x {len(shard.tta.views())} flips x {len(shard.tta.scales)} scales "
-        f"on {device}, "
-        f"threshold {threshold:.2f}",
+        f"{len(members)} {'compiled ' if shard.compile else ''}networks x {len(shard.tta.views())} "
+        f"flips x {len(shard.tta.scales)} scales on {device}, threshold {threshold:.2f}",
         flush=True,
     )
     started = time.perf_counter()
