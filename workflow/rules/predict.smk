@@ -1,4 +1,4 @@
-# TTA ensemble prediction: the test set in shards, each a GPU job holding one batch at a time.
+# TTA ensemble prediction: the test set in shards, each a GPU job streaming its images in batches.
 
 
 scattergather:
