@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=1, help="networks per model in the ensemble")
     parser.add_argument("--train-steps", type=int, default=3, help="timed training steps per model")
     parser.add_argument("--pairs", type=int, default=5, help="path and forward timings, taken in turns")
+    parser.add_argument("--workers", type=int, help="loader processes of the path (default: the config's)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--json", type=Path, default=ROOT / "results/harness.json")
     args = parser.parse_args()
@@ -91,6 +93,7 @@ def main() -> None:
             ),
             gpu=1 if device.type == "cuda" else 0,
             weights=config.get("ensemble", {}).get("weights", {}),
+            workers=predict.get("workers", 0) if args.workers is None else args.workers,
         )
         figures["prediction"] = prediction(shard, root, weights_paths, device, args.pairs)
         figures["peak_memory"] = peak_memory(shard, root, weights_paths)
@@ -164,7 +167,8 @@ def prediction(
     # networks alone, taken in turns so that a busy moment of the machine hits both alike
     fast, forward = math.inf, math.inf
     for _ in range(pairs):
-        fast = min(fast, timed(lambda: stream(ensemble, paths, names, shard.batch_size, 0.5, out), device, 1))
+        path = partial(stream, ensemble, paths, names, shard.batch_size, 0.5, out, workers=shard.workers)
+        fast = min(fast, timed(path, device, 1))
         forward = min(forward, timed(lambda: [ensemble.forward(batch) for batch in prepared], device, 1))
 
     plain = [naive_member(path, device) for path in weights_paths]  # float32, contiguous, unbatched
@@ -180,6 +184,7 @@ def prediction(
     return {
         "images": count,
         "batch_size": shard.batch_size,
+        "loader_workers": shard.workers,
         "networks": len(members),
         "views": len(shard.tta.views()) * len(shard.tta.scales),
         "fast_images_per_s": count / fast,
@@ -229,6 +234,12 @@ def peak_memory(shard: ShardSpec, root: Path, weights_paths: list[Path]) -> dict
             "--vflip" if shard.tta.vflip else "--no-vflip",
         ]
         command += [f"--weight={name}={weight}" for name, weight in shard.weights.items()]
+        command += [
+            "--workers",
+            str(shard.workers),
+            "--threads",
+            str(torch.get_num_threads() + shard.workers),
+        ]
         probe = "import resource, subprocess, sys; "
         probe += "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
         probe += "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
@@ -351,9 +362,10 @@ def print_table(figures: dict[str, Any]) -> None:
     p = figures["prediction"]
     height, width = figures["image_size"]
     print(f"\n{figures['machine']}; {width}x{height} images; {figures['threads']} torch thread(s)")
+    loader = f"{p['loader_workers']} loader processes" if p["loader_workers"] else "a loader thread"
     print(
         f"\nprediction: {p['images']} images, {p['networks']} networks x {p['views']} views, "
-        f"batch {p['batch_size']}"
+        f"batch {p['batch_size']}, {loader}"
     )
     rows = [
         ("shard path (decode..write)", f"{p['fast_images_per_s']:.2f} images/s"),

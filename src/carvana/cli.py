@@ -191,11 +191,12 @@ def _predict(args: argparse.Namespace) -> None:
         gpu=args.gpu,
         weights=parse_weights(args.weight),
         compile=args.compile,
+        workers=args.workers,
     )
     import cv2
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(1, args.threads - args.workers))
     cv2.setNumThreads(1)  # the loader and writer threads each decode and resize on one core
     predict_shard(shard, args.data_dir, args.weights, args.thresholds_path, args.out_path)
 
@@ -273,6 +274,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -386,8 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--weight", action="append", default=[], help=WEIGHT_HELP)
     predict.add_argument("--gpu", type=int, default=1, help="0: CPU even where CUDA is present")
-    predict.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for the networks")
+    predict.add_argument(
+        "--threads", type=_positive_int, default=1, help="CPU threads: the networks take what workers leave"
+    )
     predict.add_argument("--compile", action="store_true", help="torch.compile each network first")
+    predict.add_argument(
+        "--workers", type=_non_negative_int, default=0, help="loader processes (0: a thread of the shard)"
+    )
     predict.set_defaults(run=_predict)
 
     submission = stages.add_parser("submission", help="gather the shards in sample_submission order")

@@ -86,6 +86,19 @@ def test_the_fast_path_writes_the_naive_loops_rows(
     assert fast["rle_mask"].nunique() > 16  # masks of substance, not all empty or full
 
 
+def test_loader_worker_processes_write_the_threads_rows(tiny_dataset, weights_paths, tmp_path) -> None:
+    """``predict.workers``: batches loaded by two DataLoader worker processes, in order."""
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text(json.dumps({"threshold": 0.5}))
+    for workers in (0, 2):
+        shard = ShardSpec(2, 2, batch_size=3, gpu=0, workers=workers)  # 16 images: 1, 2, 3, 3, 3, 3, 1
+        predict_shard(
+            shard, tiny_dataset.data_dir, weights_paths[:2], thresholds, tmp_path / f"{workers}.csv"
+        )
+    thread, processes = ((tmp_path / f"{workers}.csv").read_bytes() for workers in (0, 2))
+    assert thread == processes and thread.count(b"\n") == 17
+
+
 def test_folding_batch_norms_keeps_the_networks_function(weights_paths: list[Path]) -> None:
     saved = torch.load(weights_paths[1], weights_only=False)
     spec = ModelSpec.from_json(saved["spec"])
@@ -107,17 +120,18 @@ def test_a_network_in_training_mode_keeps_its_batch_norms() -> None:
     assert isinstance(network[1], nn.BatchNorm2d)
 
 
+@pytest.mark.parametrize("workers", [0, 1])
 def test_an_unreadable_image_stops_the_shard_and_writes_nothing(
-    dataset_copy, weights_paths, tmp_path
+    dataset_copy, weights_paths, tmp_path, workers: int
 ) -> None:
     paths = DatasetPaths(dataset_copy.data_dir)
     names = pd.read_csv(paths.sample_submission_path)["img"].tolist()
-    paths.image_path("test", names[20]).write_bytes(b"")  # read by the loader thread, in batch 3
+    paths.image_path("test", names[20]).write_bytes(b"")  # read by the loader, in batch 5
     out = tmp_path / "out"
     out.mkdir()
     thresholds = out / "thresholds.json"
     thresholds.write_text(json.dumps({"threshold": 0.5}))
-    shard = ShardSpec(1, 1, batch_size=8, gpu=0)
+    shard = ShardSpec(1, 1, batch_size=8, gpu=0, workers=workers)
     with pytest.raises(ValueError, match=f"{names[20]}: not a readable image"):
         predict_shard(shard, dataset_copy.data_dir, weights_paths[:1], thresholds, out / "shard.csv")
     assert list(out.iterdir()) == [thresholds]

@@ -216,14 +216,16 @@ def test_the_competition_config_plans_the_whole_competition(tmp_path: Path) -> N
     assert "--compile" not in out
 
 
-def test_predict_compile_reaches_every_shard(tmp_path: Path) -> None:
+def test_predict_compile_and_workers_reach_every_shard(tmp_path: Path) -> None:
     work = workflow_copy(tmp_path)
     config = yaml.safe_load((ROOT / "competition.yaml").read_text())
-    config["predict"]["compile"] = True
+    config["predict"].update(compile=True, workers=3)  # and threads: 4
     (work / "compiled.yaml").write_text(yaml.safe_dump(config))
-    out = snakemake(work, "-n", "-p", "--configfile", "compiled.yaml").stdout
+    out = snakemake(work, "-n", "-p", "--cores", "16", "--configfile", "compiled.yaml").stdout
     commands = re.findall(r"carvana predict .*", out)
-    assert len(commands) == 16 and all(" --compile" in command for command in commands)
+    assert len(commands) == 16
+    assert all(" --compile" in command and " --workers 3 " in command for command in commands)
+    assert all(" --threads 7 " in command for command in commands)  # the networks get 4 of 7
 
 
 def test_submit_refuses_the_offline_dataset_before_any_other_job(tmp_path: Path) -> None:

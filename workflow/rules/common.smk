@@ -288,7 +288,8 @@ def predict_args():
     scales = " ".join(str(scale) for scale in predict["tta"]["scales"])
     common = f"--batch-size {predict['batch_size']} {flips} --scales {scales}"
     compiled = "--compile" if predict["compile"] else ""
-    return " ".join(filter(None, [common, weight_args(), compiled]))
+    workers = f"--workers {predict['workers']}" if predict["workers"] else ""
+    return " ".join(filter(None, [common, weight_args(), compiled, workers]))
 
 
 def predict_gpus():

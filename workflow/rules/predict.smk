@@ -19,7 +19,7 @@ rule predict:
         "results/benchmarks/predict/shard_{scatteritem}.tsv"
     conda:
         ENV
-    threads: config["predict"]["threads"]
+    threads: config["predict"]["threads"] + config["predict"]["workers"]
     resources:
         gpu=predict_gpus(),
     params:

@@ -5,15 +5,14 @@ weighted mean probability maps at each image's own size. It runs in three steps,
 prediction shard overlaps across batches (``carvana.prediction.shard``):
 
 - ``prepare``: each image resized to every input size the members take (once per distinct
-  geometry, shared by the members that take it) and its TTA views stacked, in pinned host
-  memory for a GPU;
+  geometry, shared by the members that take it) and its TTA views stacked;
 - ``forward``: the networks, one forward per member and scale with every flip view in it;
   returns each member's mean probability at its input size;
 - ``finish``: those maps resized back to each image's size and added by weight into one
   float32 map per image, so a batch holds one full-size map per image whatever the members.
 
 Only ``forward`` runs on the accelerator; the other two are NumPy and OpenCV, which release the
-GIL, so they run in threads beside it.
+GIL, so they run in threads (or ``prepare`` in worker processes) beside it.
 """
 
 from __future__ import annotations
@@ -114,8 +113,7 @@ class Ensemble:
         ]
 
     def prepare(self, images: list[npt.NDArray[np.uint8]]) -> Prepared:
-        """The networks' inputs for a batch: per distinct geometry, (V * N, C, H', W') float32,
-        in pinned memory when the networks are on a GPU (copied there while they run)."""
+        """The networks' inputs for a batch: per distinct geometry, (V * N, C, H', W') float32."""
         views = self.tta.views()
         inputs: dict[tuple[object, ...], torch.Tensor] = {}
         chains = [[image] for image in images]  # each image halved 0, 1, ... times, shared by sizes
@@ -134,8 +132,7 @@ class Ensemble:
                 resized = [
                     np.asarray(resize(shrunk(i, size), size), dtype=np.uint8) for i in range(len(images))
                 ]
-                batch = torch.from_numpy(tta_inputs(resized, views, partial(network_input, spec=spec)))
-                inputs[key] = batch.pin_memory() if self.device.type == "cuda" else batch
+                inputs[key] = torch.from_numpy(tta_inputs(resized, views, partial(network_input, spec=spec)))
         return Prepared([image.shape[:2] for image in images], inputs)
 
     @torch.no_grad()
@@ -187,3 +184,8 @@ class Prepared:
 
     sizes: list[tuple[int, int]]
     inputs: dict[tuple[object, ...], torch.Tensor]
+
+    def pin_memory(self) -> Prepared:
+        """The batch in pinned host memory, which a GPU copies from while the networks run (the
+        DataLoader calls this too)."""
+        return Prepared(self.sizes, {key: batch.pin_memory() for key, batch in self.inputs.items()})

@@ -17,8 +17,9 @@ import itertools
 import json
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -28,6 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from carvana import rle
 from carvana.atomic import atomic_path
@@ -50,6 +52,7 @@ class ShardSpec:
     gpu: int = 1
     weights: Mapping[str, float] = field(default_factory=dict)  # per model; 1 when left out
     compile: bool = False  # torch.compile each network
+    workers: int = 0  # DataLoader worker processes that load the batches; 0: a thread
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -58,6 +61,8 @@ class ShardSpec:
             raise ValueError(f"shard index must be in 1..{self.count}, got {self.index}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise ValueError(f"loader workers must be 0 or more, got {self.workers}")
 
 
 def shard_images(images: list[str], index: int, count: int) -> list[str]:
@@ -92,7 +97,7 @@ def predict_shard(
         f"prediction shard {shard.index} ({len(members)} networks, {len(shard.tta.views())} flips x "
         f"{len(shard.tta.scales)} scales)"
     )
-    stream(ensemble, paths, images, shard.batch_size, threshold, out_path, what)
+    stream(ensemble, paths, images, shard.batch_size, threshold, out_path, what, shard.workers)
     seconds = time.perf_counter() - started
     rate = len(images) / max(seconds, 1e-9)
     print(f"shard {shard.index}: {len(images)} images in {seconds:.1f} s ({rate:.1f} images/s)")
@@ -120,21 +125,20 @@ def stream(
     threshold: float,
     out_path: Path,
     what: str = "prediction",
+    workers: int = 0,
 ) -> None:
     """The per-image path: test ``images`` in batches through ``ensemble`` to RLE rows in
-    ``out_path``, loading batch k+1 and writing batch k-1 in threads while the networks run on
-    batch k. Running out of GPU memory stops it with advice naming ``what``."""
+    ``out_path``, loading batch k+1 (in a thread, or in ``workers`` processes) and writing batch
+    k-1 in a thread while the networks run on batch k. Running out of GPU memory stops it with
+    advice naming ``what``."""
     bounds = itertools.accumulate(batch_sizes(len(images), batch_size), initial=0)
     batches = [images[start:end] for start, end in itertools.pairwise(bounds)]
     one_image = "turn a flip off or lower predict.tta.scales (an image's views go through together)"
 
-    def load(names: list[str]) -> Prepared:
-        return ensemble.prepare([read_image(paths.image_path("test", name)) for name in names])
-
     with (
         atomic_path(out_path) as temporary,
         temporary.open("w", newline="") as file,
-        ThreadPoolExecutor(1, "load") as loader,
+        loaded(ShardBatches(ensemble, paths, batches), workers) as prepared_batches,
         ThreadPoolExecutor(1, "write") as writer,
     ):
         rows = csv.writer(file)
@@ -145,12 +149,7 @@ def stream(
                 rows.writerow((name, rle.encode(probability >= threshold)))
 
         pending: deque[Future[None]] = deque()
-        next_batch = loader.submit(load, batches[0]) if batches else None
-        for number, names in enumerate(batches):
-            assert next_batch is not None
-            prepared = next_batch.result()
-            if number + 1 < len(batches):
-                next_batch = loader.submit(load, batches[number + 1])
+        for names, prepared in zip(batches, prepared_batches, strict=True):
             advice = out_of_memory_advice(what, "predict.batch_size", len(names), one_image, batch_size)
             with advice:
                 maps = ensemble.forward(prepared)
@@ -160,3 +159,45 @@ def stream(
                 pending.popleft().result()
         for done in pending:
             done.result()
+
+
+class ShardBatches(Dataset[Prepared]):
+    """Batch k of a shard: its images decoded and made into the networks' inputs."""
+
+    def __init__(self, ensemble: Ensemble, paths: DatasetPaths, batches: list[list[str]]):
+        self.ensemble, self.paths, self.batches = ensemble, paths, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> Prepared:
+        names = self.batches[index]
+        return self.ensemble.prepare([read_image(self.paths.image_path("test", name)) for name in names])
+
+
+@contextmanager
+def loaded(batches: ShardBatches, workers: int) -> Iterator[Iterator[Prepared]]:
+    """The prepared batches in order, each loaded while the networks run on the one before it:
+    with no ``workers`` by a thread of this process, else by a DataLoader's worker processes
+    (their tensors reach this process through shared memory). On a GPU they come in pinned memory."""
+    pin = batches.ensemble.device.type == "cuda"
+    if workers > 0:
+        loader = DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin)
+        yield iter(loader)
+        return
+    with ThreadPoolExecutor(1, "load") as thread:
+
+        def load(index: int) -> Prepared:
+            prepared = batches[index]
+            return prepared.pin_memory() if pin else prepared
+
+        def one_ahead() -> Iterator[Prepared]:
+            next_batch = thread.submit(load, 0) if len(batches) else None
+            for index in range(len(batches)):
+                assert next_batch is not None
+                prepared = next_batch.result()
+                if index + 1 < len(batches):
+                    next_batch = thread.submit(load, index + 1)
+                yield prepared
+
+        yield one_ahead()
