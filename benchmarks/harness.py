@@ -10,7 +10,6 @@ models with random weights (speed does not depend on them); the data is generate
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -26,7 +25,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -41,7 +39,7 @@ from carvana.models.build import build_model
 from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec, model_specs
 from carvana.prediction.ensemble import Ensemble, Member, load_member
-from carvana.prediction.shard import ShardSpec, batch_sizes, stream
+from carvana.prediction.shard import ShardSpec, batches, opencv_threads, stream
 from carvana.prediction.tta import TTASpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +64,7 @@ def main() -> None:
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
     torch.set_num_threads(int(predict.get("threads", 1)))
-    cv2.setNumThreads(1)  # as in ``carvana predict``
+    opencv_threads(device)  # as in ``carvana predict``
     specs = model_specs(config["models"])
     figures: dict[str, Any] = {
         "machine": machine(device),
@@ -158,11 +156,13 @@ def prediction(
     out = root / "fast.csv"
     members = [load_member(path, device) for path in weights_paths]
     ensemble = Ensemble(members, shard.tta, device, mixed_precision_dtype(device), shard.weights)
-    bounds = itertools.accumulate(batch_sizes(len(names), shard.batch_size), initial=0)
-    batches = [names[start:end] for start, end in itertools.pairwise(bounds)]
+    # every batch prepared ahead (pinned on a GPU, as the shard's loader gives them)
     prepared = [
-        ensemble.prepare([read_image(paths.image_path("test", name)) for name in batch]) for batch in batches
+        ensemble.prepare([read_image(paths.image_path("test", name)) for name in batch])
+        for batch in batches(names, shard.batch_size)
     ]
+    if device.type == "cuda":
+        prepared = [batch.pin_memory() for batch in prepared]
     # the shard's per-image path (its set-up, reading the weights, is once per shard) and the
     # networks alone, taken in turns so that a busy moment of the machine hits both alike
     fast, forward = math.inf, math.inf

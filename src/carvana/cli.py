@@ -193,11 +193,9 @@ def _predict(args: argparse.Namespace) -> None:
         compile=args.compile,
         workers=args.workers,
     )
-    import cv2
     import torch
 
     torch.set_num_threads(max(1, args.threads - args.workers))
-    cv2.setNumThreads(1)  # the loader and writer threads each decode and resize on one core
     predict_shard(shard, args.data_dir, args.weights, args.thresholds_path, args.out_path)
 
 

@@ -20,7 +20,7 @@ def out_of_memory_advice(
     """Turn a CUDA out-of-memory error inside the block into a JobError naming ``what`` ran out,
     at which batch size, and the fix: config key ``batch_key`` at half that batch, or ``at_one``
     (what else to lower) when the batch was one image. ``configured`` is the key's value when the
-    failing batch was smaller than it (a shard's first batches, a fold's last)."""
+    failing batch was smaller than it (a prediction shard's first batches)."""
     import torch
 
     try:

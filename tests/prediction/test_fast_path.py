@@ -138,9 +138,25 @@ def test_an_unreadable_image_stops_the_shard_and_writes_nothing(
 
 
 @pytest.mark.slow
-def test_compiled_networks_write_the_eager_networks_masks(tiny_dataset, weights_paths, tmp_path) -> None:
+def test_compiled_networks_write_the_eager_networks_masks(
+    tiny_dataset, weights_paths, tmp_path, monkeypatch
+) -> None:
     """``predict.compile``: torch.compile (Inductor, here on the CPU) for both folds of unet1024.
     Its fused kernels round differently, so masks may differ at a few pixels, no more."""
+    compiled_calls: list[int] = []  # per torch.compile: the calls of what it returned
+    real_compile = torch.compile
+
+    def counting_compile(function, *args, **kwargs):  # type: ignore[no-untyped-def]
+        compiled_calls.append(0)
+        number, compiled = len(compiled_calls) - 1, real_compile(function, *args, **kwargs)
+
+        def call(*inputs, **keywords):  # type: ignore[no-untyped-def]
+            compiled_calls[number] += 1
+            return compiled(*inputs, **keywords)
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", counting_compile)
     folds = [weights_paths[1], weights_paths[3]]
     paths = DatasetPaths(tiny_dataset.data_dir)
     first = read_image(paths.image_path("test", pd.read_csv(paths.sample_submission_path)["img"][0]))
@@ -153,6 +169,9 @@ def test_compiled_networks_write_the_eager_networks_masks(tiny_dataset, weights_
         shard = ShardSpec(1, 1, batch_size=4, tta=TTASpec(hflip=True), gpu=0, compile=compiled)
         written[compiled] = tmp_path / f"compiled_{compiled}.csv"
         predict_shard(shard, tiny_dataset.data_dir, folds, thresholds, written[compiled])
+        assert len(compiled_calls) == (2 if compiled else 0)
+    # each network ran compiled on every batch of 4 (with the hflip view: 8 inputs): 32 / 4 = 8
+    assert compiled_calls == [8, 8]
     eager, compiled = (pd.read_csv(written[key], dtype=str).fillna("") for key in (False, True))
     assert compiled["img"].tolist() == eager["img"].tolist() and len(eager) == 32
     shape = first.shape[:2]

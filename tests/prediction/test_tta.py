@@ -10,7 +10,7 @@ from torch import nn
 from carvana.models.inference import network_input, resize
 from carvana.models.spec import ModelSpec
 from carvana.prediction.ensemble import Ensemble, Member
-from carvana.prediction.shard import batch_sizes, shard_images
+from carvana.prediction.shard import batch_sizes, batches, shard_images
 from carvana.prediction.tta import FLIPS, TTASpec, flip_image, flip_tensor, merge_views, tta_inputs
 from carvana.prediction.weights import model_weights, parse_weights
 
@@ -173,3 +173,9 @@ def test_a_shards_batches_double_from_one_image_to_the_batch_size(
     count: int, batch_size: int, sizes: list[int]
 ) -> None:
     assert batch_sizes(count, batch_size) == sizes
+
+
+def test_without_the_ramp_batches_are_full_from_the_start() -> None:
+    assert batch_sizes(10, 4, ramp=False) == [4, 4, 2]
+    assert batches(list("abcdefg"), 3, ramp=False) == [["a", "b", "c"], ["d", "e", "f"], ["g"]]
+    assert batches(list("abcdefg"), 3) == [["a"], ["b", "c"], ["d", "e", "f"], ["g"]]

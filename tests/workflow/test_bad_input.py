@@ -258,21 +258,21 @@ def test_running_out_of_gpu_memory_in_training_names_the_model_and_a_smaller_bat
 
 
 @pytest.mark.slow
-def test_running_out_of_gpu_memory_in_prediction_names_the_shard_and_a_smaller_batch(
+def test_running_out_of_gpu_memory_in_prediction_halves_the_batch_that_failed(
     finished_run: FinishedRun, tmp_path: Path
 ) -> None:
     work = copy_run(finished_run.work, tmp_path / "work")
-    _raise_out_of_memory_in(  # at the first full batch, after batches of 1, 2 and 4 images
+    _raise_out_of_memory_in(  # at the third batch, of 4 images (1, 2, 4, 8, ...)
         work / "src/carvana/prediction/shard.py",
         "                maps = ensemble.forward(prepared)",
-        when="len(names) == 8",
+        when="len(names) == 4",
     )
     before = _snapshot(work / "results")
 
     failed = _the_failed_job(work, "predict", "GPU memory")
     assert re.search(
-        r"prediction shard [12] \(6 networks, 2 flips x 1 scales\) ran out of GPU memory at batch size 8: "
-        r"set predict\.batch_size to 4 \(it is 8\)\.",
+        r"prediction shard [12] \(6 networks, 2 flips x 1 scales\) ran out of GPU memory at batch size 4: "
+        r"set predict\.batch_size to 2 \(it is 8\)\.",
         failed.read_text(),
     )
     shard = f"predict/{failed.stem}.csv"

@@ -146,8 +146,8 @@ class Ensemble:
         maps = []
         for number, ((member, _, spec), key) in enumerate(zip(runs, keys, strict=True)):
             if key not in on_device:
-                batch = prepared.inputs[key].to(self.device, non_blocking=True)
-                on_device[key] = batch.contiguous(memory_format=torch.channels_last)
+                batch = prepared.inputs[key]  # one copy: to the device and to channels-last at once
+                on_device[key] = batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
             dtype = self.autocast
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                 logits = logits_at_input_size(member.network, on_device[key], spec)
@@ -186,6 +186,6 @@ class Prepared:
     inputs: dict[tuple[object, ...], torch.Tensor]
 
     def pin_memory(self) -> Prepared:
-        """The batch in pinned host memory, which a GPU copies from while the networks run (the
-        DataLoader calls this too)."""
+        """The batch in pinned (page-locked) host memory, which a GPU copies from directly and
+        without holding up the host (the DataLoader calls this too)."""
         return Prepared(self.sizes, {key: batch.pin_memory() for key, batch in self.inputs.items()})

@@ -6,7 +6,7 @@ decodes batch k+1 and builds its network inputs while the networks run on batch 
 thread resizes batch k-1's maps back to full size, thresholds them at the tuned threshold and
 writes their RLE rows in order. So the decoding, resizing and encoding hide behind the networks,
 and memory holds a few batches, whatever the size of the test set. The first batches grow from
-one image to the batch size, so the networks start as soon as one image is ready. The CSV appears
+one image to the batch size, so the networks start as soon as one image is prepared. The CSV appears
 under its name only once whole.
 """
 
@@ -22,13 +22,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from carvana import rle
@@ -39,8 +38,6 @@ from carvana.layout import RLE_HEADER, DatasetPaths
 from carvana.models.inference import mixed_precision_dtype
 from carvana.prediction.ensemble import Ensemble, Prepared, load_member
 from carvana.prediction.tta import TTASpec
-
-Map = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -76,15 +73,16 @@ def predict_shard(
 ) -> int:
     """Write ``out_path`` (img,rle_mask rows of this shard, in sample_submission order); return its rows."""
     device = torch.device("cuda" if shard.gpu > 0 and torch.cuda.is_available() else "cpu")
+    opencv_threads(device)
     autocast = mixed_precision_dtype(device)
     threshold = float(json.loads(thresholds_path.read_text())["threshold"])
     paths = DatasetPaths(data_dir)
     every = pd.read_csv(paths.sample_submission_path)["img"].tolist()
     images = shard_images(every, shard.index, shard.count)
     members = [load_member(path, device) for path in weights_paths]
-    if shard.compile:  # compiled at their first batch; the folds of a model share the kernels
+    if shard.compile:  # compiled at their first batch, for its shape (full batches, no ramp)
         for member in members:
-            member.network = cast(nn.Module, torch.compile(member.network))
+            member.network.compile(dynamic=False)
     ensemble = Ensemble(members, shard.tta, device, autocast, shard.weights)
     print(
         f"shard {shard.index} of {shard.count}: {len(images)} of {len(every)} test images, "
@@ -97,19 +95,33 @@ def predict_shard(
         f"prediction shard {shard.index} ({len(members)} networks, {len(shard.tta.views())} flips x "
         f"{len(shard.tta.scales)} scales)"
     )
-    stream(ensemble, paths, images, shard.batch_size, threshold, out_path, what, shard.workers)
+    stream(ensemble, paths, images, shard.batch_size, threshold, out_path, what, shard.workers, shard.compile)
     seconds = time.perf_counter() - started
     rate = len(images) / max(seconds, 1e-9)
     print(f"shard {shard.index}: {len(images)} images in {seconds:.1f} s ({rate:.1f} images/s)")
     return len(images)
 
 
-def batch_sizes(count: int, batch_size: int) -> list[int]:
+def opencv_threads(device: torch.device) -> None:
+    """On a CPU the networks' threads take the cores, so OpenCV, in the loader and writer threads,
+    runs on one core in each; beside a GPU it may use the shard's CPU threads."""
+    cv2.setNumThreads(1 if device.type == "cpu" else torch.get_num_threads())
+
+
+def batches(images: list[str], batch_size: int, ramp: bool = True) -> list[list[str]]:
+    """``images`` in consecutive batches of ``batch_sizes``."""
+    bounds = itertools.accumulate(batch_sizes(len(images), batch_size, ramp), initial=0)
+    return [images[start:end] for start, end in itertools.pairwise(bounds)]
+
+
+def batch_sizes(count: int, batch_size: int, ramp: bool = True) -> list[int]:
     """The sizes of the batches that stream ``count`` images: doubling from one image up to
-    ``batch_size``, then full batches, then what is left. While the networks run on a batch the
-    loader prepares one at most twice its size, so they wait only for the first image."""
+    ``batch_size`` (with ``ramp``), then full batches, then what is left. While the networks run
+    on a batch the loader prepares one at most twice its size, so the networks start after one
+    image's preparation, not a whole batch's. Compiled networks take full batches from the start,
+    as they are compiled for the shape of the first."""
     sizes: list[int] = []
-    size, left = 1, count
+    size, left = (1 if ramp else batch_size), count
     while left > 0:
         sizes.append(min(size, left))
         left -= sizes[-1]
@@ -126,32 +138,33 @@ def stream(
     out_path: Path,
     what: str = "prediction",
     workers: int = 0,
+    compiled: bool = False,
 ) -> None:
     """The per-image path: test ``images`` in batches through ``ensemble`` to RLE rows in
     ``out_path``, loading batch k+1 (in a thread, or in ``workers`` processes) and writing batch
     k-1 in a thread while the networks run on batch k. Running out of GPU memory stops it with
-    advice naming ``what``."""
-    bounds = itertools.accumulate(batch_sizes(len(images), batch_size), initial=0)
-    batches = [images[start:end] for start, end in itertools.pairwise(bounds)]
+    advice naming ``what``. ``compiled``: full batches from the start (see ``batch_sizes``)."""
+    names_by_batch = batches(images, batch_size, ramp=not compiled)
     one_image = "turn a flip off or lower predict.tta.scales (an image's views go through together)"
 
     with (
         atomic_path(out_path) as temporary,
         temporary.open("w", newline="") as file,
-        loaded(ShardBatches(ensemble, paths, batches), workers) as prepared_batches,
+        loaded(ShardBatches(ensemble, paths, names_by_batch), workers) as prepared_batches,
         ThreadPoolExecutor(1, "write") as writer,
     ):
         rows = csv.writer(file)
         rows.writerow(RLE_HEADER)
 
-        def write(names: list[str], sizes: list[tuple[int, int]], maps: list[Map]) -> None:
+        def write(
+            names: list[str], sizes: list[tuple[int, int]], maps: list[npt.NDArray[np.float32]]
+        ) -> None:
             for name, probability in zip(names, ensemble.finish(sizes, maps), strict=True):
                 rows.writerow((name, rle.encode(probability >= threshold)))
 
         pending: deque[Future[None]] = deque()
-        for names, prepared in zip(batches, prepared_batches, strict=True):
-            advice = out_of_memory_advice(what, "predict.batch_size", len(names), one_image, batch_size)
-            with advice:
+        for names, prepared in zip(names_by_batch, prepared_batches, strict=True):
+            with out_of_memory_advice(what, "predict.batch_size", len(names), one_image, batch_size):
                 maps = ensemble.forward(prepared)
             pending.append(writer.submit(write, names, prepared.sizes, maps))
             del prepared  # the inputs: the writer needs only the images' sizes
