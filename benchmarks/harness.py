@@ -38,7 +38,7 @@ from carvana.layout import COMPETITION_SIZE, DatasetPaths, scaled_size
 from carvana.models.build import build_model
 from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec, model_specs
-from carvana.prediction.ensemble import Ensemble, Member, load_member
+from carvana.prediction.ensemble import Ensemble, load_member, read_member
 from carvana.prediction.shard import ShardSpec, batches, opencv_threads, stream
 from carvana.prediction.tta import TTASpec
 
@@ -171,7 +171,9 @@ def prediction(
         fast = min(fast, timed(path, device, 1))
         forward = min(forward, timed(lambda: [ensemble.forward(batch) for batch in prepared], device, 1))
 
-    plain = [naive_member(path, device) for path in weights_paths]  # float32, contiguous, unbatched
+    plain = [read_member(path) for path in weights_paths]  # float32, contiguous, unbatched
+    for member in plain:
+        member.network.to(device)
     naive_out = root / "naive.csv"
     images = [paths.image_path("test", name) for name in names]
     naive = timed(
@@ -194,14 +196,6 @@ def prediction(
         "naive_over_fast": naive / fast,
         "fast_naive_pixel_agreement": agreement,
     }
-
-
-def naive_member(path: Path, device: torch.device) -> Member:
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    spec = ModelSpec.from_json(saved["spec"])
-    network = build_model(spec)
-    network.load_state_dict(saved["state_dict"])
-    return Member(spec, int(saved["fold"]), network.to(device).eval())
 
 
 def mask_agreement(fast: Path, naive: Path, shape: tuple[int, int]) -> float:

@@ -18,7 +18,7 @@ from carvana.data.images import read_image
 from carvana.layout import DatasetPaths
 from carvana.models.build import build_model
 from carvana.models.spec import ModelSpec
-from carvana.prediction.ensemble import Ensemble, fold_batch_norms, load_member
+from carvana.prediction.ensemble import Ensemble, fold_batch_norms, load_member, read_member
 from carvana.prediction.shard import ShardSpec, predict_shard
 from carvana.prediction.tta import TTASpec
 
@@ -100,11 +100,8 @@ def test_loader_worker_processes_write_the_threads_rows(tiny_dataset, weights_pa
 
 
 def test_folding_batch_norms_keeps_the_networks_function(weights_paths: list[Path]) -> None:
-    saved = torch.load(weights_paths[1], weights_only=False)
-    spec = ModelSpec.from_json(saved["spec"])
-    plain = build_model(spec)
-    plain.load_state_dict(saved["state_dict"])
-    plain.eval()
+    member = read_member(weights_paths[1])
+    spec, plain = member.spec, member.network
     folded = load_member(weights_paths[1], torch.device("cpu")).network
     assert not any(isinstance(module, nn.BatchNorm2d) for module in folded.modules())
     assert sum(isinstance(module, nn.BatchNorm2d) for module in plain.modules()) > 10

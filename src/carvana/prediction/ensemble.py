@@ -44,16 +44,21 @@ class Member:
     network: nn.Module
 
 
-def load_member(weights_path: Path, device: torch.device) -> Member:
-    """A network from the weights.pt a training job wrote, for inference on ``device``: eval mode,
-    channels-last, each BatchNorm folded into the convolution before it."""
+def read_member(weights_path: Path) -> Member:
+    """The network a training job wrote to weights.pt, as it was trained, in eval mode on the CPU."""
     saved = torch.load(weights_path, map_location="cpu", weights_only=False)
     spec = ModelSpec.from_json(saved["spec"])
     network = build_model(spec)
     network.load_state_dict(saved["state_dict"])
-    network = fold_batch_norms(network.eval())
-    network = network.to(device).to(memory_format=torch.channels_last)
-    return Member(spec, int(saved["fold"]), network)
+    return Member(spec, int(saved["fold"]), network.eval())
+
+
+def load_member(weights_path: Path, device: torch.device) -> Member:
+    """``read_member`` made ready for inference on ``device``: channels-last, each BatchNorm
+    folded into the convolution before it."""
+    member = read_member(weights_path)
+    member.network = fold_batch_norms(member.network).to(device).to(memory_format=torch.channels_last)
+    return member
 
 
 @torch.no_grad()
@@ -120,10 +125,10 @@ class Ensemble:
 
         def shrunk(index: int, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
             """``halve(images[index], size)``, each halving made once for every size of the batch."""
-            chain = chains[index]
-            for _ in range(len(chain), halvings(images[index].shape, size) + 1):
+            chain, count = chains[index], halvings(images[index].shape, size)
+            while len(chain) <= count:
                 chain.append(np.asarray(half(chain[-1]), dtype=np.uint8))
-            return chain[halvings(images[index].shape, size)]
+            return chain[count]
 
         for _, _, spec in self.runs():
             key = self.inputs_key(spec)

@@ -84,17 +84,15 @@ def predict_shard(
         for member in members:
             member.network.compile(dynamic=False)
     ensemble = Ensemble(members, shard.tta, device, autocast, shard.weights)
+    views = f"{len(shard.tta.views())} flips x {len(shard.tta.scales)} scales"
     print(
         f"shard {shard.index} of {shard.count}: {len(images)} of {len(every)} test images, "
-        f"{len(members)} {'compiled ' if shard.compile else ''}networks x {len(shard.tta.views())} "
-        f"flips x {len(shard.tta.scales)} scales on {device}, threshold {threshold:.2f}",
+        f"{len(members)} {'compiled ' if shard.compile else ''}networks x {views} on {device}, "
+        f"threshold {threshold:.2f}",
         flush=True,
     )
     started = time.perf_counter()
-    what = (
-        f"prediction shard {shard.index} ({len(members)} networks, {len(shard.tta.views())} flips x "
-        f"{len(shard.tta.scales)} scales)"
-    )
+    what = f"prediction shard {shard.index} ({len(members)} networks, {views})"
     stream(ensemble, paths, images, shard.batch_size, threshold, out_path, what, shard.workers, shard.compile)
     seconds = time.perf_counter() - started
     rate = len(images) / max(seconds, 1e-9)
