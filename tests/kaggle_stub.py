@@ -4,8 +4,12 @@ With KAGGLE_API_ENVIRONMENT=LOCALHOST the CLI addresses http://localhost/api/v1/
 HTTP_PROXY pointing at this server, those requests arrive here (the request line carries the full
 URL), so the stub needs no privileged port. It serves the competition's file list, one file per
 DownloadDataFile (a redirect to /files/<name>, as Kaggle answers), and a submission's three steps
-(StartSubmissionUpload, the PUT of the bytes, CreateSubmission). ``mode`` makes it fail as Kaggle
-does: "401", "403", "upload_fails" (the PUT is refused), "echo_key" (an error quoting the key).
+(StartSubmissionUpload, the PUT of the bytes, CreateSubmission), and ListSubmissions: the
+submissions it received, newest first, after any ``earlier`` ones. Each received submission
+answers PENDING to its first ``score_after`` listings, then ``score_status``: COMPLETE with
+``public_score`` and ``private_score``, or ERROR with ``error_description``; ``score_after=None``
+keeps it pending. ``mode`` makes it fail as Kaggle does: "401", "403", "upload_fails" (the PUT is
+refused), "echo_key" (an error quoting the key).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import threading
 import urllib.parse
 import zipfile
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +57,13 @@ class KaggleStub:
         self.credentials: set[str] = set()  # Authorization headers received
         self.descriptions: list[str] = []
         self.listed: dict[str, int] = {}  # sizes to list instead of the files' own
+        self.file_names: dict[str, str] = {}  # upload token -> the file name StartSubmissionUpload named
+        self.submissions: list[dict[str, Any]] = []  # received, oldest first, with "listings" seen
+        self.earlier: list[dict[str, Any]] = []  # ApiSubmission JSON listed after the received ones
+        self.score_after: int | None = 0
+        self.score_status = "COMPLETE"
+        self.public_score, self.private_score = "0.99612", "0.99587"
+        self.error_description = "Submission file has the wrong number of rows"
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.watchdog = threading.Timer(lifetime_s, self.server.shutdown)
@@ -83,6 +95,21 @@ class KaggleStub:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+
+    def listing(self, received: dict[str, Any]) -> dict[str, Any]:
+        """A received submission as ListSubmissions shows it this time (ApiSubmission's JSON)."""
+        received["listings"] += 1
+        row = {key: value for key, value in received.items() if key != "listings"}
+        if self.score_after is None or received["listings"] <= self.score_after:
+            return {**row, "status": "PENDING"}
+        if self.score_status == "ERROR":
+            return {**row, "status": "ERROR", "errorDescription": self.error_description}
+        return {
+            **row,
+            "status": self.score_status,
+            "publicScore": self.public_score,
+            "privateScore": self.private_score,
+        }
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         stub = self
@@ -137,7 +164,8 @@ class KaggleStub:
                         return self.send(404, {"code": 404, "message": f"no file {name}"})
                     return self.send(200, stub.files[name])
                 if path == SERVICE + "StartSubmissionUpload":
-                    token = f"blob-{len(stub.uploads) + 1}"
+                    token = f"blob-{len(stub.file_names) + 1}"
+                    stub.file_names[token] = body.get("fileName", "")
                     return self.send(200, {"token": token, "createUrl": f"http://localhost/upload/{token}"})
                 if self.command == "PUT" and path.startswith("/upload/"):
                     if stub.mode == "upload_fails":
@@ -148,7 +176,19 @@ class KaggleStub:
                     if body.get("blobFileTokens") not in stub.uploads:
                         return self.send(400, {"code": 400, "message": "unknown upload"})
                     stub.descriptions.append(body.get("submissionDescription", ""))
+                    stub.submissions.append(
+                        {
+                            "ref": 1000 + len(stub.submissions),
+                            "fileName": stub.file_names[body["blobFileTokens"]],
+                            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                            "description": body.get("submissionDescription", ""),
+                            "listings": 0,
+                        }
+                    )
                     return self.send(200, {"message": f"Successfully submitted to {body['competitionName']}"})
+                if path == SERVICE + "ListSubmissions":
+                    listed = [stub.listing(received) for received in reversed(stub.submissions)]
+                    return self.send(200, {"submissions": listed + stub.earlier})
                 if path == SERVICE + "GetSubmissionLimits":
                     return self.send(200, {"numAllowedNow": 4})
                 return self.send(404, {"code": 404, "message": f"stub: no route for {self.command} {path}"})

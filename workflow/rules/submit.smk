@@ -85,7 +85,7 @@ if config["dataset"] == "synthetic":
             ENV
         shell:
             "echo 'submit: this run uses the generated offline dataset, which Kaggle cannot score; "
-            "submit the real competition: snakemake --configfile competition.yaml submit' "
+            "submit the real competition: snakemake --cores 1 --configfile competition.yaml submit' "
             "| tee {log} >&2; exit 1"
 
 else:
@@ -98,7 +98,11 @@ else:
             check=SUBMISSION_CHECK,
             thresholds=THRESHOLDS,
         output:
-            receipt="results/submission_receipt.json",
+            receipt=report(
+                "results/submission_receipt.json",
+                caption="../report/submission_receipt.rst",
+                category="Score",
+            ),
         log:
             "results/logs/submit.log",
         benchmark:
