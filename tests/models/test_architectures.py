@@ -163,3 +163,36 @@ def test_a_thin_unet1024_keeps_eight_channels_at_full_resolution() -> None:
     assert decoder == [64, 32, 16, 8, 8, 8]
     assert network.head.in_channels == 8
     assert scaled((24, 4), 0.125) == [8, 4]  # never above the reference's own count
+
+
+def test_unet1024_batchnorm_epsilon_is_the_references() -> None:
+    norms = [module for module in UNet1024(width=0.125).modules() if isinstance(module, nn.BatchNorm2d)]
+    assert len(norms) == 6 * 2 + 1 + 6 * 3  # encoder, centre, decoder
+    assert {norm.eps for norm in norms} == {1e-4}
+
+
+def test_unet_drops_half_of_the_last_two_contracting_stages_outputs_in_training_only() -> None:
+    model = UNet(width=4, dropout=0.5)  # stages of 4, 8, 16, 32, 64 channels
+    seen: list[tuple[int, float]] = []  # (channels, share of the nonzero inputs that were zeroed)
+
+    def record(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        alive = inputs[0] != 0
+        seen.append((output.shape[1], float((output[alive] == 0).float().mean())))
+
+    model.dropout.register_forward_hook(record)
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 188, 188)
+    model.train()(image)
+    assert [channels for channels, _ in seen] == [32, 64]
+    assert all(0.45 < share < 0.55 for _, share in seen), seen
+    seen.clear()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(image), model(image))
+    assert all(share == 0 for _, share in seen)
+
+
+def test_unet_without_dropout_has_no_dropout_layer() -> None:
+    assert not any(isinstance(module, nn.Dropout) for module in UNet(width=4).modules())
+    with pytest.raises(ValueError, match=r"dropout is a rate in \[0, 1\), got 1.0"):
+        UNet(width=4, dropout=1.0)

@@ -83,6 +83,11 @@ def test_json_round_trip_keeps_every_setting() -> None:
         ({"arch": "unet1024", "input_size": [64, 64], "augment": {"flip": 0.5}}, "model 'm': .*flip"),
         ({"arch": "unet1024", "input_size": [64, 64], "epoch": 3}, r"unknown keys \['epoch'\]"),
         ({"arch": "unet1024", "input_size": [64, 64], "precision": "fp8"}, "unknown precision 'fp8'"),
+        ({"arch": "unet1024", "input_size": [64, 64], "dropout": 0.5}, "dropout applies to unet only"),
+        (
+            {"arch": "unet", "input_size": [64, 64], "tile_size": [188, 188], "dropout": 1.5},
+            r"dropout is a rate in \[0, 1\), got 1.5",
+        ),
     ],
 )
 def test_bad_entries_are_rejected_with_the_fix(settings: dict[str, object], message: str) -> None:
@@ -107,6 +112,20 @@ def test_schema_defaults_equal_the_specs_defaults() -> None:
         filled[group] = {key: value["default"] for key, value in model[group]["properties"].items()}
     from_schema = ModelSpec.from_entry("m", {**filled, **entry()})
     assert from_schema == ModelSpec.from_entry("m", entry())
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [({}, 0.5), ({"width": 0.125}, 0.0), ({"width": 0.125, "dropout": 0.25}, 0.25), ({"dropout": 0}, 0.0)],
+)
+def test_unet_takes_the_papers_dropout_at_full_width_unless_told(
+    given: dict[str, float], expected: float
+) -> None:
+    spec = ModelSpec.from_entry(
+        "u", {"arch": "unet", "input_size": [64, 64], "tile_size": [188, 188], **given}
+    )
+    assert spec.dropout == expected
+    assert ModelSpec.from_json(spec.to_json()).dropout == expected  # as a training job receives it
 
 
 def test_configured_models_build_with_their_sizes() -> None:

@@ -12,18 +12,21 @@ from carvana.models.unet1024 import UNet1024
 UNET_WIDTH = 64  # the paper's first-stage width, which ModelSpec.width multiplies
 
 
-def build_model(spec: ModelSpec) -> nn.Module:
-    """The network of ``spec``, freshly initialised (or with ImageNet encoder weights if asked)."""
+def build_model(spec: ModelSpec, pretrained_weights: bool = True) -> nn.Module:
+    """The network of ``spec``, freshly initialised, with ImageNet encoder weights if the spec asks
+    for them and ``pretrained_weights`` allows. Without them (a network about to load trained
+    weights, or one only counted), it needs no weight file at all."""
+    pretrained = spec.pretrained and pretrained_weights
     if spec.arch == "unet":
-        return UNet(width=max(1, round(UNET_WIDTH * spec.width)))
+        return UNet(width=max(1, round(UNET_WIDTH * spec.width)), dropout=spec.dropout)
     if spec.arch == "unet1024":
         return UNet1024(width=spec.width)
     if spec.arch == "unet11":
-        return UNet11(pretrained=spec.pretrained, width=spec.width)
+        return UNet11(pretrained=pretrained, width=spec.width)
     if arch_info(spec.arch) is SMP_ARCH and spec.encoder:
         from carvana.models.smp_models import build_smp
 
-        return build_smp(spec.arch, spec.encoder, spec.pretrained)
+        return build_smp(spec.arch, spec.encoder, pretrained)
     raise ValueError(f"no builder for architecture {spec.arch!r}")
 
 

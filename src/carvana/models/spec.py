@@ -56,6 +56,7 @@ ARCH_MODULES = frozenset(arch.module for arch in (*ARCHS.values(), SMP_ARCH))  #
 OPTIMIZER_LR = {"sgd": 0.01, "rmsprop": 1e-4, "adam": 1e-4, "adamw": 1e-4}
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 SCHEDULERS = ("cosine", "none")
+PAPER_DROPOUT = 0.5  # the original UNet's, at the end of its contracting path
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # a model's name is a path component and a wildcard value
 
 
@@ -140,6 +141,8 @@ class ModelSpec:
     every other architecture takes the resized image whole, so its sides must divide evenly.
     ``width``: channel multiplier (1 = the reference). ``gpu``: GPUs per training job (0: CPU).
     ``threads``: CPU threads for the network; ``workers``: DataLoader processes (0: in-process).
+    ``dropout``: unet only, the paper's dropout at the end of the contracting path; a config that
+    leaves it out gets 0.5 at width 1 and none at a reduced width (:meth:`from_entry`).
     """
 
     name: str
@@ -149,6 +152,7 @@ class ModelSpec:
     tile_size: tuple[int, int] | None = None
     encoder: str | None = None
     width: float = 1.0
+    dropout: float = 0.0
     pretrained: bool = False
     epochs: int = 10
     batch_size: int = 8
@@ -177,6 +181,10 @@ class ModelSpec:
                 )
         elif self.encoder is not None:
             raise ValueError(f"{where}: only smp.* architectures take an encoder, got {self.encoder!r}")
+        if self.dropout and self.arch != "unet":
+            raise ValueError(f"{where}: dropout applies to unet only (the paper's); leave it out")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"{where}: dropout is a rate in [0, 1), got {self.dropout}")
         if self.pretrained and self.arch in ("unet", "unet1024"):
             raise ValueError(f"{where}: has no pretrained weights; set pretrained: false")
         if self.pretrained and self.width != 1.0:
@@ -265,6 +273,9 @@ class ModelSpec:
         except (TypeError, ValueError) as error:
             raise ValueError(f"model {name!r}: {error}") from None
         tile_size = entry.pop("tile_size", None)
+        if entry.get("dropout") is None:  # the paper's network at its width; none when thinned
+            full_width = entry.get("width", 1.0) == 1
+            entry["dropout"] = PAPER_DROPOUT if entry["arch"] == "unet" and full_width else 0.0
         return cls(
             name=name,
             input_size=_size(entry.pop("input_size"), name, "input_size"),

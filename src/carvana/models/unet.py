@@ -5,6 +5,10 @@ doubles the size and the encoder's feature map is centre-cropped to match before
 then two more convolutions. At the paper's size a 572x572 input gives a 388x388 output. At widths
 64..1024 with one output channel the network has 31,043,521 parameters.
 
+The paper puts dropout "at the end of the contracting path" (section 3.1); the authors' released
+network drops half of the outputs of the 512- and the 1024-channel stages (before the pooling and
+the skip connection of the first), which ``dropout`` reproduces.
+
 Written here because segmentation-models-pytorch has only padded UNets, whose output matches the
 input size: the unpadded network needs the overlap-tile strategy (``carvana.models.tiling``) to
 cover a whole image.
@@ -40,12 +44,19 @@ class UNet(nn.Module):
 
     ``width`` is the first stage's channel count (64 in the paper); every stage doubles it, so a
     smaller width shrinks the network for small machines without changing its geometry.
+    ``dropout``: the rate of element-wise dropout after the last two contracting stages (0.5 in
+    the authors' network; 0 leaves it out). Active in training only.
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 64) -> None:
+    def __init__(
+        self, in_channels: int = 3, out_channels: int = 1, width: int = 64, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if width < 1:
             raise ValueError(f"width must be positive, got {width}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout is a rate in [0, 1), got {dropout}")
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         widths = [width * 2**i for i in range(DEPTH + 1)]  # 64, 128, 256, 512, 1024
         self.down = nn.ModuleList()
         previous = in_channels
@@ -64,6 +75,8 @@ class UNet(nn.Module):
         skips = []
         for index, stage in enumerate(self.down):
             x = stage(x)
+            if index >= DEPTH - 1:  # the end of the contracting path: the 512 and 1024 stages
+                x = self.dropout(x)
             if index < DEPTH:
                 skips.append(x)
                 x = self.pool(x)

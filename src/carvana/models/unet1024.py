@@ -5,9 +5,12 @@ ConvBnRelu is a padded 3x3 convolution without bias, BatchNorm and ReLU. Six enc
 ConvBnRelu and a 2x2 max-pool (widths 24, 64, 128, 256, 512, 768), one ConvBnRelu at the centre,
 and six decoder stages that upsample bilinearly to the skip's size, concatenate it and apply three
 ConvBnRelu (widths 512, 256, 128, 64, 24, 24); a 1x1 convolution gives one channel of logits.
-35,371,873 parameters. The output has the input's size; height and width must be divisible by 64.
-A width multiplier scales every channel count, down to 8 at least, for small machines (0.25 runs
-on a laptop CPU).
+35,371,873 parameters. With the reference's weights loaded, its logits equal the reference's
+exactly: BatchNorm's epsilon is the reference's 1e-4 (PyTorch's default 1e-5 changes them, most
+where a channel's variance is small), and bilinear upsampling has PyTorch's align_corners=False,
+which the reference gets on PyTorch 0.4 and later. The output has the input's size; height and
+width must be divisible by 64. A width multiplier scales every channel count, down to 8
+at least, for small machines (0.25 runs on a laptop CPU).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ DIVISOR = 2 ** len(ENCODER_WIDTHS)  # six poolings
 
 
 MIN_CHANNELS = 8
+BN_EPS = 1e-4  # the reference's BatchNorm epsilon (PyTorch's default is 1e-5)
 
 
 def scaled(widths: tuple[int, ...], multiplier: float) -> list[int]:
@@ -41,7 +45,7 @@ def scaled(widths: tuple[int, ...], multiplier: float) -> list[int]:
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
+        nn.BatchNorm2d(out_channels, eps=BN_EPS),
         nn.ReLU(inplace=True),
     )
 
