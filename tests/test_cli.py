@@ -117,6 +117,37 @@ def test_models_lists_every_configured_model_with_its_parameter_count(
     assert lines[3].split() == ["paper", "unet", "1280x1918", "572x572", "31,043,521"]
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("config_file", "counts"),
+    [
+        ("competition.yaml", ["31,043,521", "35,371,873", "22,927,393"]),  # the references, width 1
+        ("config.yaml", ["487,289", "559,121", "1,434,313"]),
+    ],
+)
+def test_models_lists_each_shipped_config_with_no_pretrained_weights_on_the_machine(
+    config_file: str,
+    counts: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caches = {
+        "TORCH_HOME": tmp_path / "torch",
+        "HF_HOME": tmp_path / "hf",
+        "XDG_CACHE_HOME": tmp_path / "xdg",
+    }
+    for name, folder in caches.items():
+        monkeypatch.setenv(name, str(folder))
+    assert main(["models", "--config-file", str(ROOT / config_file)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["unet", "unet1024", "unet11"]
+    assert [row[-1] for row in rows] == counts
+    assert not any(folder.exists() for folder in caches.values())  # nothing fetched or looked up
+
+
 def test_train_names_the_configured_models_when_asked_for_another(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

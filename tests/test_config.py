@@ -134,3 +134,18 @@ def test_each_unknown_key_counts_as_a_problem() -> None:
 def test_a_model_named_by_a_number_is_a_problem_not_a_crash() -> None:
     (problem,) = _problems(_config(models={1024: MODEL}, ensemble={"weights": {}}))
     assert problem == "models.1024: a model's name must be text, e.g. 'unet1024'"
+
+
+def test_pretrained_weights_the_workflow_cannot_fetch_are_a_problem() -> None:
+    encoder = "resnext101_32x4d"  # smp has only its instagram and ssl weights
+    model = {"arch": "smp.Unet", "encoder": encoder, "input_size": [64, 64], "pretrained": True}
+    (problem,) = _problems(_config(models={"x": model}))
+    assert problem == (
+        f"models.x: the smp encoder '{encoder}' has no ImageNet weights (it has: ssl, swsl); "
+        "choose another encoder or set pretrained: false"
+    )
+
+
+def test_an_empty_mirror_url_is_a_problem() -> None:
+    (problem,) = _problems(_config(pretrained_weights={"base_url": ""}))
+    assert problem.startswith("pretrained_weights.base_url: '' should be non-empty")

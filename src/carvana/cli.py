@@ -60,27 +60,46 @@ def _submit(args: argparse.Namespace) -> None:
     import json
 
     from carvana.atomic import write_text
-    from carvana.data.kaggle import KaggleCLI, submit
+    from carvana.data.kaggle import (
+        KaggleCLI,
+        ScoreWait,
+        score_message,
+        submit,
+        upload_tag,
+        wait_for_score,
+    )
 
     if args.dataset == "synthetic":
         raise ValueError(
             "this run's submission is of the generated offline dataset, which Kaggle cannot score: "
-            "run the real competition (snakemake --configfile competition.yaml) and submit that"
+            "run the real competition (snakemake --cores all --configfile competition.yaml) and submit that"
         )
+    wait = ScoreWait(args.score_wait_s, args.score_poll_s)
     tuned = json.loads(args.thresholds_path.read_text())
+    tag = upload_tag()  # finds this upload's row in Kaggle's list of submissions
     message = (
-        f"config {' + '.join(args.config) or 'config.yaml'}; OOF Dice {tuned['ensemble']['dice']:.5f} "
-        f"at threshold {tuned['threshold']:.2f}"
+        f"[{tag}] config {' + '.join(args.config) or 'config.yaml'}; "
+        f"OOF Dice {tuned['ensemble']['dice']:.5f} at threshold {tuned['threshold']:.2f}"
     )
-    line = submit(KaggleCLI(args.competition), args.submission_path, message)
-    print(line)
+    cli = KaggleCLI(args.competition)
+    line = submit(cli, args.submission_path, message)
+    print(line, flush=True)
+    if wait.wait_s:
+        print(f"waiting up to {wait.wait_s:g} s for Kaggle's score, every {wait.poll_s:g} s", flush=True)
+    # From here on the upload has happened: whatever the wait brings, the receipt is written and
+    # the job succeeds, so that a rerun does not upload again (Snakemake deletes a failed job's output).
+    score = wait_for_score(cli.submissions, tag, wait)
     receipt = {
         "competition": args.competition,
         "file": str(args.submission_path),
         "message": message,
         "kaggle": line,
+        "score": score.as_dict(),
     }
     write_text(args.receipt_path, json.dumps(receipt, indent=2) + "\n")
+    print(f"receipt: {args.receipt_path}", flush=True)
+    warning = score.status != "complete"  # the job still succeeds: see above
+    print(score_message(score, args.competition), file=sys.stderr if warning else sys.stdout)
 
 
 def _validate_data(args: argparse.Namespace) -> None:
@@ -125,13 +144,19 @@ def _model_spec(args: argparse.Namespace) -> ModelSpec:
     return ModelSpec.from_entry(args.model, models[args.model])
 
 
-def _config_models(config_file: Path) -> dict[str, Any]:
+def _config(config_file: Path) -> dict[str, Any]:
     import yaml
 
     if not config_file.is_file():
         raise FileNotFoundError(f"config file {config_file} not found")
     config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    models = config.get("models") or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file} must hold a mapping of config keys")
+    return config
+
+
+def _config_models(config_file: Path) -> dict[str, Any]:
+    models = _config(config_file).get("models") or {}
     if not isinstance(models, dict):
         raise ValueError(f"models in {config_file} must map model names to their settings")
     return models
@@ -156,10 +181,31 @@ def _models(args: argparse.Namespace) -> None:
         arch += f" x{spec.width:g}" if spec.width != 1 else ""
         tile = "x".join(map(str, spec.tile_size)) if spec.tile_size else "-"
         size = "x".join(map(str, spec.input_size))
-        rows.append((spec.name, arch, size, tile, f"{count_parameters(build_model(spec)):,}"))
+        network = build_model(spec, pretrained_weights=False)  # counted, not trained: no weight files
+        rows.append((spec.name, arch, size, tile, f"{count_parameters(network):,}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _fetch_weights(args: argparse.Namespace) -> None:
+    from carvana.models.pretrained import WeightSource, file_of_key, files_by_key
+    from carvana.models.spec import model_specs
+
+    source = WeightSource(args.base_url, args.hf_endpoint)
+    if args.weights:
+        files = [file_of_key(key) for key in args.weights]
+    else:
+        config = _config(args.config_file)
+        files = list(files_by_key(model_specs(_config_models(args.config_file))).values())
+        given = config.get("pretrained_weights") or {}
+        source = WeightSource(
+            args.base_url or given.get("base_url"), args.hf_endpoint or given.get("hf_endpoint")
+        )
+        if not files:
+            print(f"no model in {args.config_file} asks for pretrained weights: nothing to fetch")
+    for file in files:
+        print(file.fetch(source), flush=True)
 
 
 def _tune_threshold(args: argparse.Namespace) -> None:
@@ -320,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upload.add_argument("--dataset", default="kaggle", help="the run's dataset; synthetic is refused")
     upload.add_argument("--receipt-path", type=Path, required=True)
+    upload.add_argument(
+        "--score-wait-s", type=float, default=600.0, help="wait this long for Kaggle's score; 0: do not wait"
+    )
+    upload.add_argument("--score-poll-s", type=float, default=30.0, help="look for the score this often")
     upload.set_defaults(run=_submit)
 
     check = stages.add_parser("validate-data", help="check the dataset; write a report")
@@ -441,6 +491,20 @@ def build_parser() -> argparse.ArgumentParser:
     gpus.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARG...")
     gpus.set_defaults(run=_with_gpus)
 
+    weights = stages.add_parser(
+        "fetch-weights", help="fetch the ImageNet weights that models start from into the libraries' caches"
+    )
+    chosen = weights.add_mutually_exclusive_group()
+    chosen.add_argument(
+        "--weights", action="append", default=[], help="a file by key: vgg11, smp-<encoder>; repeat for each"
+    )
+    chosen.add_argument(
+        "--config-file", type=Path, default=Path("config.yaml"), help="fetch what its models ask for"
+    )
+    weights.add_argument("--base-url", default=None, help="of torchvision's files (a mirror's)")
+    weights.add_argument("--hf-endpoint", default=None, help="the Hugging Face hub or a mirror of it")
+    weights.set_defaults(run=_fetch_weights)
+
     models = stages.add_parser("models", help="list the configured models with their parameter counts")
     models.add_argument("--config-file", type=Path, default=Path("config.yaml"))
     models.set_defaults(run=_models)
@@ -453,10 +517,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], None] = args.run
     from carvana.data.kaggle import KaggleError
     from carvana.failures import JobError
+    from carvana.models.pretrained import PretrainedError
 
     try:
         run(args)
-    except (KaggleError, JobError) as error:
+    except (KaggleError, JobError, PretrainedError) as error:
         print(f"carvana {args.stage}: {error}", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError) as error:

@@ -118,6 +118,10 @@ def _model_specs(config: dict[str, Any]) -> tuple[list[ModelSpec], list[str]]:
                 from carvana.models.smp_models import check_encoder
 
                 check_encoder(spec.encoder)
+            if spec.pretrained:
+                from carvana.models.pretrained import pretrained_files
+
+                pretrained_files(spec)  # weights the workflow can fetch
         except ValueError as error:
             problems.append(f"models.{name}: {error}")
         else:

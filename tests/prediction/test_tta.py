@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import torch
 from torch import nn
@@ -69,6 +70,29 @@ def test_an_ensemble_of_one_model_equals_that_model() -> None:
     # two copies of the model average to the same map
     twice = Ensemble([Member(spec, 0, network)] * 2, TTASpec(hflip=False), torch.device("cpu"), None)
     assert np.allclose(twice.probabilities([image])[0], got, atol=1e-6)
+
+
+def test_a_member_predicts_at_the_precision_it_was_trained_at() -> None:
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Conv2d(3, 1, 3, padding=1)).eval()
+    image = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+    def predicted(precision: str) -> npt.NDArray[np.float32]:
+        spec = ModelSpec.from_entry("m", {"arch": "unet1024", "input_size": [64, 64], "precision": precision})
+        member = Member(spec, 0, network)
+        # bf16 is what "auto" means here, as a prediction shard on a CPU has it
+        return Ensemble([member], TTASpec(hflip=False), torch.device("cpu"), torch.bfloat16).probabilities(
+            [image]
+        )[0]
+
+    resized = np.asarray(resize(image, (64, 64)), dtype=np.uint8)
+    spec = ModelSpec.from_entry("m", {"arch": "unet1024", "input_size": [64, 64]})
+    with torch.no_grad():
+        float32 = torch.sigmoid(network(torch.from_numpy(network_input(resized, spec))[None]))[0, 0].numpy()
+    assert np.abs(predicted("32-true") - float32).max() < 1e-6  # float32, as it was trained
+    assert np.abs(predicted("auto") - float32).max() > 1e-4  # bf16 rounds: a visible difference
+    assert np.array_equal(predicted("bf16-mixed"), predicted("auto"))
+    assert np.array_equal(predicted("16-mixed"), predicted("auto"))  # no fast fp16 on a CPU: bf16
 
 
 class Constant(nn.Module):

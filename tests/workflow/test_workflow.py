@@ -5,12 +5,23 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from workflow_runs import ROOT, TINY, TINY_MODELS, FinishedRun, edit_config, environ, snakemake, workflow_copy
+from workflow_runs import (
+    BIN,
+    ROOT,
+    TINY,
+    TINY_MODELS,
+    FinishedRun,
+    edit_config,
+    environ,
+    snakemake,
+    workflow_copy,
+)
 
 from kaggle_stub import KaggleStub, competition_archives
 
@@ -78,6 +89,27 @@ def test_tiny_run_makes_dataset_report_and_folds_then_nothing_to_do(tmp_path: Pa
 
     again = snakemake(work, "-n", "results/folds.csv")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_the_venvs_snakemake_runs_from_a_shell_without_the_venv_on_path(tmp_path: Path) -> None:
+    # the README's `.venv/bin/snakemake --cores 2`, typed in a shell that never activated the venv
+    work = workflow_copy(tmp_path, TINY)
+    env = {**environ(work), "PATH": "/usr/bin:/bin"}
+    assert shutil.which("carvana", path=env["PATH"]) is None
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "2", "results/folds.csv"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "command not found" not in result.stdout + result.stderr
+    assert len(pd.read_csv(work / "results/folds.csv")) == 4 * 16
+    assert "3 of 3 steps (100%) done" in result.stderr
 
 
 @pytest.mark.slow

@@ -74,15 +74,22 @@ def workflow_copy(tmp_path: Path, config: dict[str, object] | None = None, sourc
 
 
 def environ(work: Path, base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
-    """The environment of a run in ``work``: the venv's commands first, the copy's source (if
-    any) ahead of the installed package, and no GPU unless ``extra`` fakes some."""
+    """The environment of a run in ``work``: a PATH without the venv (as in a new user's shell:
+    the jobs must find the pipeline's ``carvana`` on their own), the copy's source (if any) ahead
+    of the installed package, and no GPU unless ``extra`` fakes some."""
     base = os.environ if base is None else base
-    env = {key: value for key, value in base.items() if key not in ("SLURM_JOB_ID", "CARVANA_GPU_DEVICES")}
-    env["PATH"] = f"{BIN}{os.pathsep}{base.get('PATH', '')}"
+    dropped = ("SLURM_JOB_ID", "CARVANA_GPU_DEVICES", "VIRTUAL_ENV")
+    env = {key: value for key, value in base.items() if key not in dropped}
+    env["PATH"] = path_without_venv(base.get("PATH", ""))
     env.setdefault("CUDA_VISIBLE_DEVICES", "")
     if (work / "src").is_dir():
         env["PYTHONPATH"] = str(work / "src")
     return {**env, **extra}
+
+
+def path_without_venv(path: str) -> str:
+    """``path`` without the venv's ``bin`` folder (``make test`` puts it first)."""
+    return os.pathsep.join(part for part in path.split(os.pathsep) if part and Path(part) != BIN)
 
 
 def copy_run(run: Path, destination: Path) -> Path:

@@ -1,6 +1,7 @@
 # Helpers that rules call, and the config check. Rules hold no logic of their own.
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -14,10 +15,20 @@ from carvana.layout import (
     scaled_size,
 )
 from carvana.data.kaggle import archive_names
+from carvana.job_shell import shell_prefix
+from carvana.models.pretrained import files_by_key
 from carvana.models.spec import ARCH_MODULES
 from carvana.stage_code import stage_digest
 
 min_version("9.0")
+
+# Every job's shell: strict mode, and this Python's `carvana` first on PATH (unless --sdm conda or
+# apptainer gives the job an environment of its own), so `.venv/bin/snakemake` works from any shell.
+shell.prefix(
+    shell_prefix(
+        method.name for method in workflow.deployment_settings.deployment_method
+    )
+)
 
 
 # The schema (defaults filled in), the models, the ensemble weights, the threshold grid and the
@@ -166,9 +177,14 @@ def import_kaggle_args():
 
 
 def submit_args():
-    """The run's config files (named in the submission's message) and its dataset."""
+    """The run's config files (named in the submission's message), its dataset, and how long to
+    wait for Kaggle's score."""
     configs = " ".join(f"--config {path}" for path in workflow.configfiles)
-    return f"{configs} --dataset {config['dataset']} --competition {config['kaggle']['competition']}"
+    kaggle = config["kaggle"]
+    return (
+        f"{configs} --dataset {config['dataset']} --competition {kaggle['competition']} "
+        f"--score-wait-s {kaggle['score_wait_s']} --score-poll-s {kaggle['score_poll_s']}"
+    )
 
 
 def synthesize_args():
@@ -216,6 +232,32 @@ def train_code(wildcards):
     """The training code of this model: every other architecture's module is left out, so
     editing one network's source retrains that model only."""
     return stage_digest("_train", ARCH_MODULES - {MODELS[wildcards.model].module})
+
+
+# The ImageNet weight files the models start from, by key (vgg11, smp-<encoder>): one fetch each.
+PRETRAINED = files_by_key(list(MODELS.values()))
+
+
+def pretrained_rule(key):
+    """The name of the rule that fetches the file ``key``."""
+    return f"pretrained_{key.replace('-', '_')}"
+
+
+def pretrained_inputs(wildcards):
+    """The weight files this model starts from, as they lie in the libraries' caches. Their
+    content is fixed by their hash, so only their presence counts (ancient): a file fetched again
+    retrains nothing."""
+    spec = MODELS[wildcards.model]
+    return [ancient(str(file.path)) for file in files_by_key([spec]).values()]
+
+
+def weight_source_args():
+    """The mirror settings of pretrained_weights, as fetch-weights flags."""
+    given = config["pretrained_weights"]
+    flags = {"--base-url": given["base_url"], "--hf-endpoint": given["hf_endpoint"]}
+    return " ".join(
+        f"{flag} {shlex.quote(value)}" for flag, value in flags.items() if value
+    )
 
 
 def model_threads(wildcards):

@@ -50,6 +50,8 @@ elif config["dataset"] == "kaggle":
             "results/logs/download/{archive}.log",
         benchmark:
             "results/benchmarks/download/{archive}.tsv"
+        # local: on a cluster it runs where Snakemake runs, which reaches Kaggle
+        localrule: True
         conda:
             ENV
         params:

@@ -8,6 +8,7 @@ rule train:
         train_masks_csv=dataset_inputs()["train_masks_csv"],
         train=dataset_inputs()["train"],
         train_masks=dataset_inputs()["train_masks"],
+        pretrained=pretrained_inputs,
     output:
         weights=f"{RUN_DIR}/weights.pt",
         metrics=f"{RUN_DIR}/metrics.csv",

@@ -110,3 +110,20 @@ def mixed_precision_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
     return torch.bfloat16
+
+
+def autocast_for(precision: str, auto: torch.dtype | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a network trained with ``precision`` (a model's ``precision:``) predicts
+    in on ``device``: ``auto`` for auto, None (float32) for 32-true, bf16 for bf16-mixed, fp16 for
+    16-mixed on a GPU and bf16 on a CPU, which has no fast fp16.
+
+    A thin network on large inputs is where this matters on a CPU: unet1024 at width 0.125 on
+    1024x1024 runs its forward 7x faster in float32 than in bf16 there."""
+    if precision == "auto":
+        return auto
+    if precision == "32-true":
+        return None
+    if precision == "16-mixed" and device.type == "cuda":
+        return torch.float16
+    return torch.bfloat16
+

@@ -1,9 +1,10 @@
 """Any segmentation-models-pytorch architecture and encoder, named in config (``smp.Unet`` with
 ``encoder: resnet34``), so the ensemble can grow by config alone.
 
-smp 0.6 fetches encoder weights from the Hugging Face hub. The pipeline runs offline: the hub is
-put in offline mode, so weights come from its local cache only, and a miss is an error that says
-where the cache is.
+smp 0.6 fetches encoder weights from the Hugging Face hub. The workflow's
+``pretrained_smp_<encoder>`` rules (``carvana fetch-weights``) put them in the hub's cache before
+training; a job puts the hub in offline mode, so weights come from that cache only, and a miss
+says how to fetch them.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def build_smp(arch: str, encoder: str, pretrained: bool) -> nn.Module:
 
         raise FileNotFoundError(
             f"ImageNet weights for the smp encoder {encoder!r} are not in the Hugging Face cache "
-            f"({HF_HUB_CACHE}); the pipeline does not download them. Fetch them once on a machine "
-            "with network (smp.create_model with encoder_weights='imagenet') and copy the cache here, "
-            f"set HF_HOME to a folder that holds them, or set pretrained: false ({error})"
+            f"({HF_HUB_CACHE}): the workflow fetches them before training; by hand: carvana "
+            f"fetch-weights --weights smp-{encoder} (or set HF_HOME to a folder that holds them, or set "
+            f"pretrained: false) ({error})"
         ) from error
     return model

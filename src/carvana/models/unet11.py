@@ -7,8 +7,9 @@ and a stride-2 transposed convolution (kernel 3, padding 1, output padding 1) wi
 be divisible by 32. A width multiplier below 1 scales the encoder and decoder alike, for small
 machines; the encoder is then VGG11-shaped but no longer VGG11, so it cannot take ImageNet weights.
 
-ImageNet weights are read from torchvision's cache (``torch.hub.get_dir()/checkpoints``) and never
-downloaded by the pipeline: a missing file is an error that says where to put it.
+ImageNet weights are read from torchvision's cache (``torch.hub.get_dir()/checkpoints``), where
+the workflow's ``pretrained_vgg11`` rule (``carvana fetch-weights``) puts them before training;
+a job never downloads.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import torch
 import torchvision
 from torch import nn
 
+from carvana.models.pretrained import VGG11
+
 DIVISOR = 32
-VGG11_WEIGHTS_FILE = "vgg11-8a719046.pth"
+VGG11_WEIGHTS_FILE = VGG11.file_name
 VGG11_LAYERS: list[int | str] = [
     64,
     "M",
@@ -70,11 +73,19 @@ def load_vgg11_features(pretrained: bool, width: float = 1.0) -> nn.Sequential:
         path = vgg11_weights_path()
         if not path.is_file():
             raise FileNotFoundError(
-                f"ImageNet weights for VGG11 not found at {path}. The pipeline does not download them: "
-                f"copy {VGG11_WEIGHTS_FILE} (torchvision's VGG11_Weights.IMAGENET1K_V1) there, or set "
-                "TORCH_HOME to a folder whose hub/checkpoints/ holds it, or set pretrained: false"
+                f"ImageNet weights for VGG11 not found at {path}: the workflow fetches them before "
+                f"training (rule pretrained_{VGG11.key}); by hand: carvana fetch-weights --weights "
+                f"{VGG11.key} (or set TORCH_HOME to a folder whose hub/checkpoints/ holds "
+                f"{VGG11_WEIGHTS_FILE}, or set pretrained: false)"
             )
-        vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # a truncated or foreign file fails in several ways
+            raise ValueError(
+                f"{path} is not a readable VGG11 state dict ({error}): delete it and rerun, and the "
+                f"workflow fetches it again (by hand: carvana fetch-weights --weights {VGG11.key})"
+            ) from None
+        vgg.load_state_dict(state)
     features: nn.Sequential = vgg.features
     return features
 

@@ -29,7 +29,14 @@ import torch
 from torch import nn
 
 from carvana.models.build import build_model
-from carvana.models.inference import half, halvings, logits_at_input_size, network_input, resize
+from carvana.models.inference import (
+    autocast_for,
+    half,
+    halvings,
+    logits_at_input_size,
+    network_input,
+    resize,
+)
 from carvana.models.spec import ModelSpec
 from carvana.prediction.tta import TTASpec, merge_views, tta_inputs
 from carvana.prediction.weights import model_weights
@@ -48,7 +55,7 @@ def read_member(weights_path: Path) -> Member:
     """The network a training job wrote to weights.pt, as it was trained, in eval mode on the CPU."""
     saved = torch.load(weights_path, map_location="cpu", weights_only=False)
     spec = ModelSpec.from_json(saved["spec"])
-    network = build_model(spec)
+    network = build_model(spec, pretrained_weights=False)  # its trained weights replace them
     network.load_state_dict(saved["state_dict"])
     return Member(spec, int(saved["fold"]), network.eval())
 
@@ -88,7 +95,10 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
 
 
 class Ensemble:
-    """Members averaged by weight (1 each unless given), each with the same TTA views and scales."""
+    """Members averaged by weight (1 each unless given), each with the same TTA views and scales.
+
+    ``autocast``: the dtype members whose ``precision`` is auto run in (None: float32); a member
+    trained at another precision predicts at that one (:func:`autocast_for`)."""
 
     def __init__(
         self,
@@ -153,7 +163,7 @@ class Ensemble:
             if key not in on_device:
                 batch = prepared.inputs[key]  # one copy: to the device and to channels-last at once
                 on_device[key] = batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
-            dtype = self.autocast
+            dtype = autocast_for(member.spec.precision, self.autocast, self.device)
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                 logits = logits_at_input_size(member.network, on_device[key], spec)
             if last_use[key] == number:  # no later run takes these inputs: free the GPU's copy

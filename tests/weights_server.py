@@ -1,0 +1,93 @@
+"""A stand-in on 127.0.0.1 for the servers pretrained weights come from: torchvision's file store
+(``GET /<file>``) and the Hugging Face hub (``HEAD``/``GET /<repo>/resolve/<revision>/<file>``,
+with the headers ``huggingface_hub`` reads: the commit, the file's etag and size).
+
+A hub file is served with the etag the hub gives a large file, its sha256, unless ``etags``
+names another: a file whose bytes do not match the etag it is served with is a damaged download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+
+class WeightsServer:
+    """``with WeightsServer({"/vgg.pth": data}) as server:`` serves until the block ends or
+    ``lifetime_s`` passes; ``server.requests`` lists (method, path) as they came."""
+
+    def __init__(
+        self, files: dict[str, bytes], etags: dict[str, str] | None = None, lifetime_s: float = 120.0
+    ) -> None:
+        self.files = files
+        self.etags = etags or {}
+        self.requests: list[tuple[str, str]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.watchdog = threading.Timer(lifetime_s, self.server.shutdown)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def downloads(self) -> list[str]:
+        """The paths whose bytes were sent (GET requests)."""
+        return [path for method, path in self.requests if method == "GET"]
+
+    def __enter__(self) -> WeightsServer:
+        self.thread.start()
+        self.watchdog.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.watchdog.cancel()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        served = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def answer(self, body: bool) -> None:
+                path = self.path.split("?", 1)[0]
+                served.requests.append((self.command, path))
+                data = served.files.get(path)
+                if data is None:
+                    message = b"not found"
+                    self.send_response(404)
+                    self.send_header("Content-Length", str(len(message)))
+                    self.end_headers()
+                    self.wfile.write(message if body else b"")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                if "/resolve/" in path:  # the hub: commit, etag and size of the file
+                    revision = path.split("/resolve/", 1)[1].split("/", 1)[0]
+                    etag = served.etags.get(path, hashlib.sha256(data).hexdigest())
+                    self.send_header("X-Repo-Commit", revision)
+                    self.send_header("X-Linked-Etag", f'"{etag}"')
+                    self.send_header("ETag", f'"{etag}"')
+                    self.send_header("X-Linked-Size", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self.answer(body=True)
+
+            def do_HEAD(self) -> None:
+                self.answer(body=False)
+
+        return Handler

@@ -1,0 +1,89 @@
+"""The competition's geometry, run for real on a CPU: full-size 1918x1280 images through
+competition.yaml's input and tile sizes, from the data to a checked submission.
+
+What runs here as on a GPU box: the generated images at the competition's size; unet on 572x572
+overlap tiles over the whole 1280x1918 image (one random tile per image in training, every tile in
+validation and prediction); unet1024 resized to 1024x1024 and unet11 to 1280x1920, and every map
+back to 1280x1918; OOF maps, tuning, TTA prediction and RLE at full size.
+
+What only a GPU can run, and so is missing here: the networks at width 1 (22.9 to 35.4 million
+parameters; here a few channels per layer), hence unet11 from ImageNet VGG11 weights, which
+exist at width 1 only; the configured batch sizes (4 to 8) at these sizes; bf16 or fp16 autocast on
+CUDA; predict.compile; DataLoader workers with pinned memory; 5 folds, 40 epochs and the 100,064
+test images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from workflow_runs import ROOT, snakemake, workflow_copy
+
+from carvana.rle import decode
+
+WIDTHS = {"unet": 0.0625, "unet1024": 0.125, "unet11": 0.0625}  # 4, 8 and 4 channels in the first layer
+HEIGHT, WIDTH = 1280, 1918
+
+
+def cpu_sized_competition() -> dict[str, object]:
+    """competition.yaml's models (architecture, input and tile sizes kept) thinned for a CPU, on
+    generated data at the competition's size: 2 training cars, 1 test car, 2 folds, 1 epoch.
+    Float32: with a few channels per layer at these sizes, bf16 is 5-8x slower on a CPU."""
+    competition = yaml.safe_load((ROOT / "competition.yaml").read_text())
+    models = {}
+    for name, entry in competition["models"].items():
+        models[name] = {
+            **{key: entry[key] for key in ("arch", "input_size", "tile_size", "optimizer") if key in entry},
+            **{"width": WIDTHS[name], "epochs": 1, "batch_size": 2, "gpu": 0, "precision": "32-true"},
+        }
+    return {
+        "synthetic": {"train_cars": 2, "test_cars": 1, "image_scale": 1.0, "seed": 5},
+        "folds": {"n_folds": 2, "seed": 1},
+        "predict": {"shards": 1, "batch_size": 2, "threads": 2, "tta": competition["predict"]["tta"]},
+        "ensemble": competition["ensemble"],
+        "models": models,
+    }
+
+
+@pytest.mark.slow
+def test_full_resolution_runs_from_data_to_a_checked_submission(tmp_path: Path) -> None:
+    config = cpu_sized_competition()
+    work = workflow_copy(tmp_path, config)
+    snakemake(work, "--cores", "2")
+    results = work / "results"
+
+    models = config["models"]
+    assert isinstance(models, dict)
+    assert models["unet"]["tile_size"] == [572, 572] and models["unet11"]["input_size"] == [1280, 1920]
+    folds = pd.read_csv(results / "folds.csv")
+    assert len(folds) == 32 and folds.groupby("fold")["car_id"].nunique().tolist() == [1, 1]
+    for name in models:
+        for fold in (0, 1):
+            oof = sorted((results / f"models/{name}/fold{fold}/oof").glob("*.png"))
+            assert len(oof) == 16
+            assert cv2.imread(str(oof[0]), cv2.IMREAD_UNCHANGED).shape == (HEIGHT, WIDTH)
+
+    check = json.loads((results / "submission_check.json").read_text())
+    assert check["rows"] == 16
+    submission = pd.read_csv(results / "submission.csv.gz", keep_default_na=False)
+    masks = [decode(rle, (HEIGHT, WIDTH)) for rle in submission["rle_mask"]]
+    assert all(mask.shape == (HEIGHT, WIDTH) for mask in masks)
+    # the car covers a fifth to a half of a view; a transposed or tiled-wrong mask would not
+    coverage = np.array([mask.mean() for mask in masks])
+    assert coverage.min() > 0.05 and coverage.max() < 0.8, coverage
+    score = json.loads((results / "score.json").read_text())
+    assert score["images"] == 16
+
+    # memory: a prediction shard holds a few full-size batches, never the test set
+    peak_mib = {
+        path.stem: float(pd.read_csv(path, sep="\t")["max_rss"].iloc[0])
+        for path in (results / "benchmarks").rglob("*.tsv")
+    }
+    assert max(peak_mib.values()) < 6000, peak_mib
+    print({key: round(value) for key, value in sorted(peak_mib.items())})
