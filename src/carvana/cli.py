@@ -181,7 +181,7 @@ def _models(args: argparse.Namespace) -> None:
         arch += f" x{spec.width:g}" if spec.width != 1 else ""
         tile = "x".join(map(str, spec.tile_size)) if spec.tile_size else "-"
         size = "x".join(map(str, spec.input_size))
-        network = build_model(spec, pretrained_weights=False)  # counted, not trained: no weight files
+        network = build_model(spec, load_pretrained=False)  # counted, not trained: no weight files
         rows.append((spec.name, arch, size, tile, f"{count_parameters(network):,}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from torch import nn
 
 from carvana.models.geometry import unet_border as border
 from carvana.models.geometry import unet_output_size as output_size
+from carvana.models.pretrained import VGG11, TorchvisionFile
 from carvana.models.unet import UNet
-from carvana.models.unet11 import VGG11_WEIGHTS_FILE, UNet11
+from carvana.models.unet11 import UNet11
 from carvana.models.unet1024 import UNet1024, scaled
 
 
@@ -92,8 +94,16 @@ def test_unet11_pretrained_without_the_file_says_where_to_put_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    expected = tmp_path / "hub" / "checkpoints" / VGG11_WEIGHTS_FILE
-    with pytest.raises(FileNotFoundError, match=f"not found at {expected}"):
+    expected = tmp_path / "hub" / "checkpoints" / "vgg11-8a719046.pth"
+    with pytest.raises(FileNotFoundError, match=f"not found at {expected}: the workflow fetches them"):
+        UNet11(pretrained=True)
+
+
+def test_unet11_pretrained_refuses_a_damaged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    VGG11.path.parent.mkdir(parents=True)
+    VGG11.path.write_bytes(b"half a download")
+    with pytest.raises(ValueError, match="is damaged: its sha256 does not begin 8a719046 as its name says"):
         UNet11(pretrained=True)
 
 
@@ -101,9 +111,13 @@ def test_unet11_pretrained_loads_the_cached_file(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     torch.manual_seed(0)
     reference = torchvision.models.vgg11(weights=None)
-    checkpoints = tmp_path / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch.save(reference.state_dict(), checkpoints / VGG11_WEIGHTS_FILE)
+    saved = tmp_path / "vgg11.pth"
+    torch.save(reference.state_dict(), saved)
+    # the file under the name torchvision would give it: its own sha256 prefix
+    named = TorchvisionFile(f"vgg11-{hashlib.sha256(saved.read_bytes()).hexdigest()[:8]}.pth")
+    named.path.parent.mkdir(parents=True)
+    saved.rename(named.path)
+    monkeypatch.setattr("carvana.models.unet11.VGG11", named)
     torch.manual_seed(1)  # a different initialisation, so a match can only come from the file
     model = UNet11(pretrained=True)
     assert torch.equal(model.conv1[0].weight, reference.features[0].weight)

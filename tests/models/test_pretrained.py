@@ -164,7 +164,41 @@ def test_an_unreachable_hub_names_the_file_the_url_and_where_to_put_it(
         HUB.fetch(WeightSource(hf_endpoint=url))
     message = str(raised.value)
     assert f"cannot fetch config.json of the smp encoder 'tiny' from {url}/{HUB.repo_id}/resolve/" in message
-    assert f"put the file at {HUB.snapshot_dir / 'config.json'}" in message
+    assert f"put both files in {HUB.snapshot_dir}" in message
+    assert f"{url}/{HUB.repo_id}/resolve/{REVISION}/model.safetensors" in message
+
+
+def xet_style_cache(data: bytes) -> tuple[Path, Path]:
+    """The hub's cache as hf_xet lays it out: snapshot -> blobs/<sha256> -> a shared store file.
+    Returns (the sha256-named blob link, the store file)."""
+    sha = hashlib.sha256(data).hexdigest()
+    blobs = HUB.snapshot_dir.parents[1] / "blobs"
+    store = blobs / "ab" / ("c" * 64)  # named by the Xet hash, not the sha256
+    store.parent.mkdir(parents=True)
+    store.write_bytes(data)
+    (blobs / sha).symlink_to(Path("ab") / store.name)
+    HUB.snapshot_dir.mkdir(parents=True)
+    (HUB.snapshot_dir / "model.safetensors").symlink_to(Path("../../blobs") / sha)
+    (HUB.snapshot_dir / "config.json").write_bytes(HUB_CONFIG)
+    return blobs / sha, store
+
+
+def test_a_blob_in_a_shared_store_is_checked_by_the_hash_its_link_names() -> None:
+    xet_style_cache(DATA)
+    assert HUB.problems() == {}
+    assert "kept" in HUB.fetch(WeightSource(hf_endpoint=closed_port_url()))  # nothing to fetch
+
+
+def test_a_damaged_cached_hub_file_is_removed_and_fetched_again_sparing_the_shared_store() -> None:
+    blob, store = xet_style_cache(DATA)
+    assert blob.is_symlink() and blob.resolve() == store
+    store.write_bytes(DATA[:-1] + b"?")  # damaged after its download
+    assert "model.safetensors" in HUB.problems()
+    with WeightsServer(hub_files()) as server:
+        HUB.fetch(WeightSource(hf_endpoint=server.url))
+        assert server.downloads() == [f"/{HUB.repo_id}/resolve/{REVISION}/model.safetensors"]
+    assert HUB.path.read_bytes() == DATA and HUB.problems() == {}
+    assert store.is_file()  # another repository's link into the store stays whole
 
 
 def test_hub_endpoint_defaults_to_hf_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,6 +232,20 @@ def test_only_pretrained_models_need_files() -> None:
     ]
 
 
+def test_fetch_weights_from_a_config_file_takes_its_mirror(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "competition.yaml"
+    unet11 = {"arch": "unet11", "input_size": [64, 64], "pretrained": True}
+    with WeightsServer({"/vgg11-8a719046.pth": DATA}) as server:  # a mirror with the wrong bytes
+        config.write_text(
+            json.dumps({"pretrained_weights": {"base_url": server.url}, "models": {"u": unet11}})
+        )
+        assert main(["fetch-weights", "--config-file", str(config)]) == 1
+        assert server.downloads() == ["/vgg11-8a719046.pth"]
+    assert f"vgg11-8a719046.pth from {server.url}/vgg11-8a719046.pth is damaged" in capsys.readouterr().err
+
+
 def test_fetch_weights_from_a_config_file_fetches_what_its_models_ask_for(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -205,3 +253,32 @@ def test_fetch_weights_from_a_config_file_fetches_what_its_models_ask_for(
     config.write_text(json.dumps({"models": {"plain": {"arch": "unet1024", "input_size": [64, 64]}}}))
     assert main(["fetch-weights", "--config-file", str(config)]) == 0
     assert "no model in" in capsys.readouterr().out
+
+
+def test_an_smp_encoder_starts_from_the_cached_weights_with_the_hub_offline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import huggingface_hub
+    import segmentation_models_pytorch as smp
+    from safetensors.torch import save_file
+
+    from carvana.models.build import build_model
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    spec = ModelSpec.from_entry(
+        "m", {"arch": "smp.Unet", "encoder": "mobilenet_v2", "pretrained": True, "input_size": [64, 64]}
+    )
+    cached = hub_file("mobilenet_v2")
+    with pytest.raises(
+        FileNotFoundError, match=r"config\.json: not in the cache; model\.safetensors: not in"
+    ):
+        build_model(spec)
+    assert huggingface_hub.constants.HF_HUB_OFFLINE  # a training job never waits on the network
+
+    torch.manual_seed(3)
+    state = smp.encoders.get_encoder("mobilenet_v2", weights=None).state_dict()
+    cached.snapshot_dir.mkdir(parents=True)
+    save_file(state, str(cached.path))  # placed by hand: a plain file, as the error says to
+    (cached.snapshot_dir / "config.json").write_text("{}")
+    network = build_model(spec)
+    assert all(torch.equal(network.encoder.state_dict()[key], value) for key, value in state.items())

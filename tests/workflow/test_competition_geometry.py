@@ -73,12 +73,15 @@ def test_full_resolution_runs_from_data_to_a_checked_submission(tmp_path: Path) 
     assert check["rows"] == 16
     submission = pd.read_csv(results / "submission.csv.gz", keep_default_na=False)
     masks = [decode(rle, (HEIGHT, WIDTH)) for rle in submission["rle_mask"]]
-    assert all(mask.shape == (HEIGHT, WIDTH) for mask in masks)
-    # the car covers a fifth to a half of a view; a transposed or tiled-wrong mask would not
-    coverage = np.array([mask.mean() for mask in masks])
-    assert coverage.min() > 0.05 and coverage.max() < 0.8, coverage
+    assert all(mask.shape == (HEIGHT, WIDTH) and 0 < mask.mean() < 1 for mask in masks)
+    # One epoch of thin networks segments poorly, but a map shifted, flipped or stitched wrong at
+    # full size scores below calling every pixel car, whose Dice is 2c / (1 + c) at coverage c.
+    truth = pd.read_csv(work / "results/truth/test_masks.csv")
+    coverage = np.array([decode(rle, (HEIGHT, WIDTH)).mean() for rle in truth["rle_mask"]])
+    everything = float(np.mean(2 * coverage / (1 + coverage)))
     score = json.loads((results / "score.json").read_text())
     assert score["images"] == 16
+    assert score["mean_dice"] > everything + 0.1, (score, everything)
 
     # memory: a prediction shard holds a few full-size batches, never the test set
     peak_mib = {

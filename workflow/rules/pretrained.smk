@@ -1,8 +1,10 @@
 # ImageNet weights that models with `pretrained: true` start from: one local job per file, before
 # the training jobs that read it. Each file goes into its library's own cache (torchvision's, the
-# Hugging Face hub's), through the library's download and hash check; on a cluster it runs where
-# the network is. update(): Snakemake never deletes a cached file before a rerun, and a rerun (a new
-# mirror) keeps a file whose hash checks out.
+# Hugging Face hub's) through the library's download and hash check; on a cluster the job runs
+# where Snakemake runs, which reaches the internet. A file already in the cache is not fetched: the
+# job runs only for a missing file (or --forcerun, which fetches it again). The mirror settings
+# reach the shell through WEIGHT_SOURCE, not params: the file is the same from any mirror, so a
+# new mirror fetches nothing. The training jobs check the file's hash before they load it.
 
 for key, weights in PRETRAINED.items():
 
@@ -10,7 +12,7 @@ for key, weights in PRETRAINED.items():
         name:
             pretrained_rule(key)
         output:
-            weights=update(str(weights.path)),
+            weights=str(weights.path),
         log:
             f"results/logs/pretrained/{key}.log",
         benchmark:
@@ -20,6 +22,5 @@ for key, weights in PRETRAINED.items():
             ENV
         params:
             key=key,
-            source=weight_source_args(),
         shell:
-            "carvana fetch-weights --weights {params.key} {params.source} 2>&1 | tee {log}"
+            "carvana fetch-weights --weights {params.key} {WEIGHT_SOURCE} 2>&1 | tee {log}"

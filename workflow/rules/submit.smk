@@ -107,6 +107,8 @@ else:
             "results/logs/submit.log",
         benchmark:
             "results/benchmarks/submit.tsv"
+        # local: on a cluster it runs where Snakemake runs, which reaches Kaggle
+        localrule: True
         conda:
             ENV
         params:

@@ -12,11 +12,11 @@ from carvana.models.unet1024 import UNet1024
 UNET_WIDTH = 64  # the paper's first-stage width, which ModelSpec.width multiplies
 
 
-def build_model(spec: ModelSpec, pretrained_weights: bool = True) -> nn.Module:
+def build_model(spec: ModelSpec, load_pretrained: bool = True) -> nn.Module:
     """The network of ``spec``, freshly initialised, with ImageNet encoder weights if the spec asks
-    for them and ``pretrained_weights`` allows. Without them (a network about to load trained
+    for them and ``load_pretrained`` allows. Without them (a network about to load trained
     weights, or one only counted), it needs no weight file at all."""
-    pretrained = spec.pretrained and pretrained_weights
+    pretrained = spec.pretrained and load_pretrained
     if spec.arch == "unet":
         return UNet(width=max(1, round(UNET_WIDTH * spec.width)), dropout=spec.dropout)
     if spec.arch == "unet1024":

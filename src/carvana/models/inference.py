@@ -104,26 +104,31 @@ def logits_at_input_size(network: nn.Module, batch: torch.Tensor, spec: ModelSpe
     return predict_tiles(network, batch, grid)
 
 
-def mixed_precision_dtype(device: torch.device) -> torch.dtype:
-    """The autocast dtype for ``device``: bf16 on a CPU (about 2x faster than float32 there) and on
-    GPUs that have it, fp16 on older GPUs."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 convolutions in hardware (oneDNN's own test: AVX-512 and
+    newer). Where it does, bf16 is about 2x faster than float32 for the offline default's
+    networks; on a CPU with AVX2 only, bf16 is emulated and several times slower than float32
+    (``benchmarks/precision.py`` measures both)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def mixed_precision_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``precision: auto`` means on ``device``: bf16 on GPUs that have it, fp16
+    on older ones; on a CPU bf16 where it is computed in hardware, else None (float32)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 
 def autocast_for(precision: str, auto: torch.dtype | None, device: torch.device) -> torch.dtype | None:
     """The autocast dtype a network trained with ``precision`` (a model's ``precision:``) predicts
-    in on ``device``: ``auto`` for auto, None (float32) for 32-true, bf16 for bf16-mixed, fp16 for
-    16-mixed on a GPU and bf16 on a CPU, which has no fast fp16.
-
-    A thin network on large inputs is where this matters on a CPU: unet1024 at width 0.125 on
-    1024x1024 runs its forward 7x faster in float32 than in bf16 there."""
+    in on ``device``: ``auto`` for auto, None (float32) for 32-true, bf16 for bf16-mixed (fp16 on
+    a GPU without bf16), fp16 for 16-mixed on a GPU and ``auto`` on a CPU, which has no fast fp16."""
     if precision == "auto":
         return auto
     if precision == "32-true":
         return None
-    if precision == "16-mixed" and device.type == "cuda":
-        return torch.float16
-    return torch.bfloat16
-
+    if device.type == "cuda":
+        bf16 = precision == "bf16-mixed" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float16
+    return torch.bfloat16 if precision == "bf16-mixed" else auto

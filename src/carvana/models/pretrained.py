@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,6 +36,7 @@ VGG11_FILE = "vgg11-8a719046.pth"  # torchvision's VGG11_Weights.IMAGENET1K_V1
 HUB_FILES = ("config.json", "model.safetensors")  # what smp reads of an encoder's repository
 HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # as torch.hub reads a file's hash prefix
 SHA256 = re.compile(r"[a-f0-9]{64}")
+STALL_S = 120  # seconds without a byte from the server before a download gives up
 
 
 class PretrainedError(RuntimeError):
@@ -122,7 +124,8 @@ class TorchvisionFile:
         if self.path.is_file():
             if self.verified():
                 return f"{self.path}: cached, sha256 begins {self.hash_prefix} as its name says; kept"
-            print(f"{self.path}: its sha256 does not begin {self.hash_prefix}: damaged, fetching it again")
+            print(f"{self.path}: its sha256 does not begin {self.hash_prefix}: damaged, removed")
+            self.path.unlink()
         from urllib.error import URLError
 
         from torch.hub import download_url_to_file
@@ -130,8 +133,10 @@ class TorchvisionFile:
         url = self.url(source)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         print(f"fetching {self.file_name} from {url}", flush=True)
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(STALL_S)  # torch.hub's urlopen has none: a stalled server would hang
         try:  # into a temporary file beside the target, renamed once its hash checks out
-            download_url_to_file(url, str(self.path), hash_prefix=self.hash_prefix, progress=False)
+            download_url_to_file(url, str(self.path), hash_prefix=self.hash_prefix, progress=True)
         except RuntimeError as error:
             if "invalid hash value" not in str(error):
                 raise
@@ -144,6 +149,8 @@ class TorchvisionFile:
             raise PretrainedError(
                 f"cannot fetch {self.file_name} from {url} ({reason}): {self._by_hand(url)}"
             ) from None
+        finally:
+            socket.setdefaulttimeout(previous)
         return f"{self.path}: fetched from {url}, sha256 begins {self.hash_prefix}"
 
     def _by_hand(self, url: str) -> str:
@@ -185,63 +192,76 @@ class HubFile:
     def url(self, source: WeightSource, file_name: str) -> str:
         return f"{source.hub_endpoint}/{self.repo_id}/resolve/{self.revision}/{file_name}"
 
-    def problem(self, file_name: str) -> str | None:
-        """Why the cached ``file_name`` is not usable, or None. The cache links a large file to a
-        blob named by its sha256, which must match; a file placed by hand has no such name."""
+    def link_target(self, file_name: str) -> Path | None:
+        """The blob the cache's snapshot entry links to (``blobs/<etag>``, one link deep: that blob
+        may itself link into a store other repositories share); None for a file placed by hand."""
         path = self.snapshot_dir / file_name
-        if not path.is_file():
-            return "missing"
-        blob = path.resolve().name
-        if SHA256.fullmatch(blob) and sha256_of(path) != blob:
-            return f"its sha256 is not {blob}, the hash the hub gave it"
+        return path.parent / path.readlink() if path.is_symlink() else None
+
+    def damage(self, file_name: str) -> str | None:
+        """Why the cached ``file_name`` is damaged, or None. The hub names a large file's blob by its
+        sha256, which must match; a small file's blob by its git hash, and a file placed by hand
+        not at all, so those pass as they are."""
+        blob = self.link_target(file_name)
+        if blob is None or not SHA256.fullmatch(blob.name):
+            return None
+        if sha256_of(self.snapshot_dir / file_name) != blob.name:
+            return f"its sha256 is not {blob.name}, the hash the hub gave it"
         return None
+
+    def problems(self) -> dict[str, str]:
+        """Each of the encoder's files that is missing from the cache or damaged, with why."""
+        found = {}
+        for name in HUB_FILES:
+            if not (self.snapshot_dir / name).is_file():
+                found[name] = "not in the cache"
+            elif damage := self.damage(name):
+                found[name] = damage
+        return found
 
     def fetch(self, source: WeightSource) -> str:
         """Download what is missing or damaged; return what was done."""
-        damaged = {name: self.problem(name) for name in HUB_FILES}
-        if not any(damaged.values()):
+        problems = self.problems()
+        if not problems:
             return f"{self.path}: cached (revision {self.revision[:12]}), hash checked; kept"
         from huggingface_hub import hf_hub_download
 
-        for name, problem in damaged.items():
-            if problem is None:
-                continue
+        for name, problem in problems.items():
             url = self.url(source, name)
-            if problem != "missing":
-                print(f"{self.snapshot_dir / name}: {problem}: damaged, fetching it again")
-                self._remove(name)
-            print(f"fetching {self.repo_id} {name} from {url}", flush=True)
+            print(f"{self.snapshot_dir / name}: {problem}: fetching it from {url}", flush=True)
+            self._remove(name)
             try:
                 hf_hub_download(self.repo_id, name, revision=self.revision, endpoint=source.hub_endpoint)
             except Exception as error:  # the hub's errors: offline, HTTP, missing repository or file
                 raise PretrainedError(
                     f"cannot fetch {name} of the smp encoder {self.encoder!r} from {url} "
                     f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}): "
-                    f"{self._by_hand(url, name)}"
+                    f"{self._by_hand(source)}"
                 ) from None
-            problem = self.problem(name)
-            if problem is not None:
+            damage = self.damage(name)
+            if damage is not None:
                 self._remove(name)
                 raise PretrainedError(
-                    f"{name} of the smp encoder {self.encoder!r} from {url} arrived damaged ({problem}) "
-                    f"and was removed. Fetch it again; if it keeps arriving so, {self._by_hand(url, name)}"
+                    f"{name} of the smp encoder {self.encoder!r} from {url} arrived damaged ({damage}) "
+                    f"and was removed. Fetch it again; if it keeps arriving so, {self._by_hand(source)}"
                 )
         return (
             f"{self.path}: fetched from {source.hub_endpoint} (revision {self.revision[:12]}), hash checked"
         )
 
     def _remove(self, name: str) -> None:
-        path = self.snapshot_dir / name
-        target = path.resolve()
-        path.unlink(missing_ok=True)
-        if target != path and target.is_file():
-            target.unlink()
+        """The snapshot's entry and the blob it names; never a shared store the blob links to."""
+        blob = self.link_target(name)
+        (self.snapshot_dir / name).unlink(missing_ok=True)
+        if blob is not None:
+            blob.unlink(missing_ok=True)
 
-    def _by_hand(self, url: str, name: str) -> str:
+    def _by_hand(self, source: WeightSource) -> str:
+        files = " and ".join(self.url(source, name) for name in HUB_FILES)
         return (
-            f"download {url} on a machine that reaches it and put the file at "
-            f"{self.snapshot_dir / name} (or set HF_HOME to a copied hub cache, or "
-            "pretrained_weights.hf_endpoint to a mirror of the hub); then rerun"
+            f"download {files} on a machine that reaches them and put both files in {self.snapshot_dir} "
+            "(or set HF_HOME to a copied hub cache, or pretrained_weights.hf_endpoint to a mirror of "
+            "the hub); then rerun"
         )
 
 

@@ -3,16 +3,15 @@
 
 smp 0.6 fetches encoder weights from the Hugging Face hub. The workflow's
 ``pretrained_smp_<encoder>`` rules (``carvana fetch-weights``) put them in the hub's cache before
-training; a job puts the hub in offline mode, so weights come from that cache only, and a miss
-says how to fetch them.
+training; a job checks them there, puts the hub in offline mode, so weights come from that cache
+only, and a miss or a damaged file says how to fetch them.
 """
 
 from __future__ import annotations
 
-import os
-
 from torch import nn
 
+from carvana.models.pretrained import hub_file
 from carvana.models.spec import SMP_PREFIX
 
 
@@ -26,25 +25,27 @@ def check_encoder(encoder: str) -> None:
 
 
 def build_smp(arch: str, encoder: str, pretrained: bool) -> nn.Module:
-    """``arch`` as in config (``smp.Unet``); one output channel of logits at the input's size."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    """``arch`` as in config (``smp.Unet``); one output channel of logits at the input's size.
+    Pretrained weights come from the hub's cache, checked first (``HubFile.problems``); the hub is
+    put in offline mode for the rest of the process, so a miss never waits on the network."""
     import segmentation_models_pytorch as smp
+    from huggingface_hub import constants
 
+    constants.HF_HUB_OFFLINE = True  # read by the hub at each call; the variable only at its import
     check_encoder(encoder)
+    if pretrained:
+        weights = hub_file(encoder)
+        fetch = "the workflow fetches them before training; by hand: carvana fetch-weights --weights"
+        problems = weights.problems()
+        if problems:
+            listed = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+            raise FileNotFoundError(
+                f"ImageNet weights of the smp encoder {encoder!r} in {weights.snapshot_dir} are not "
+                f"usable ({listed}): {fetch} {weights.key} (or set HF_HOME to a folder that holds "
+                "them, or set pretrained: false)"
+            )
     name = arch.removeprefix(SMP_PREFIX)
-    try:
-        model: nn.Module = smp.create_model(
-            name, encoder_name=encoder, encoder_weights="imagenet" if pretrained else None, classes=1
-        )
-    except Exception as error:  # the hub's offline miss comes in several exception types
-        if not pretrained:
-            raise
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        raise FileNotFoundError(
-            f"ImageNet weights for the smp encoder {encoder!r} are not in the Hugging Face cache "
-            f"({HF_HUB_CACHE}): the workflow fetches them before training; by hand: carvana "
-            f"fetch-weights --weights smp-{encoder} (or set HF_HOME to a folder that holds them, or set "
-            f"pretrained: false) ({error})"
-        ) from error
+    model: nn.Module = smp.create_model(
+        name, encoder_name=encoder, encoder_weights="imagenet" if pretrained else None, classes=1
+    )
     return model

@@ -14,8 +14,6 @@ a job never downloads.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torchvision
 from torch import nn
@@ -23,7 +21,6 @@ from torch import nn
 from carvana.models.pretrained import VGG11
 
 DIVISOR = 32
-VGG11_WEIGHTS_FILE = VGG11.file_name
 VGG11_LAYERS: list[int | str] = [
     64,
     "M",
@@ -53,12 +50,9 @@ def _decoder_block(in_channels: int, middle: int, out_channels: int) -> nn.Seque
     )
 
 
-def vgg11_weights_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG11_WEIGHTS_FILE
-
-
 def load_vgg11_features(pretrained: bool, width: float = 1.0) -> nn.Sequential:
-    """torchvision's VGG11 ``features``, with ImageNet weights from the local cache if asked.
+    """torchvision's VGG11 ``features``, with ImageNet weights from the local cache if asked
+    (``carvana.models.pretrained.VGG11``: checked against the hash prefix in its name first).
 
     ``width`` != 1 gives the same layer sequence with every channel count scaled (no weights).
     """
@@ -70,21 +64,24 @@ def load_vgg11_features(pretrained: bool, width: float = 1.0) -> nn.Sequential:
         return scaled
     vgg = torchvision.models.vgg11(weights=None)
     if pretrained:
-        path = vgg11_weights_path()
+        fetch = f"the workflow fetches it again (by hand: carvana fetch-weights --weights {VGG11.key})"
+        path = VGG11.path
         if not path.is_file():
             raise FileNotFoundError(
                 f"ImageNet weights for VGG11 not found at {path}: the workflow fetches them before "
                 f"training (rule pretrained_{VGG11.key}); by hand: carvana fetch-weights --weights "
                 f"{VGG11.key} (or set TORCH_HOME to a folder whose hub/checkpoints/ holds "
-                f"{VGG11_WEIGHTS_FILE}, or set pretrained: false)"
+                f"{VGG11.file_name}, or set pretrained: false)"
+            )
+        if not VGG11.verified():
+            raise ValueError(
+                f"{path} is damaged: its sha256 does not begin {VGG11.hash_prefix} as its name says. "
+                f"Delete it and rerun: {fetch}"
             )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # a truncated or foreign file fails in several ways
-            raise ValueError(
-                f"{path} is not a readable VGG11 state dict ({error}): delete it and rerun, and the "
-                f"workflow fetches it again (by hand: carvana fetch-weights --weights {VGG11.key})"
-            ) from None
+        except Exception as error:  # a file of the right hash that torch cannot read: not VGG11's
+            raise ValueError(f"{path} is not a readable VGG11 state dict ({error})") from None
         vgg.load_state_dict(state)
     features: nn.Sequential = vgg.features
     return features

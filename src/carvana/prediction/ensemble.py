@@ -55,7 +55,7 @@ def read_member(weights_path: Path) -> Member:
     """The network a training job wrote to weights.pt, as it was trained, in eval mode on the CPU."""
     saved = torch.load(weights_path, map_location="cpu", weights_only=False)
     spec = ModelSpec.from_json(saved["spec"])
-    network = build_model(spec, pretrained_weights=False)  # its trained weights replace them
+    network = build_model(spec, load_pretrained=False)  # its trained weights replace them
     network.load_state_dict(saved["state_dict"])
     return Member(spec, int(saved["fold"]), network.eval())
 
