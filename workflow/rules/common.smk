@@ -255,10 +255,13 @@ def weight_source_args():
     """The mirror settings of pretrained_weights, as fetch-weights flags."""
     given = config["pretrained_weights"]
     flags = {"--base-url": given["base_url"], "--hf-endpoint": given["hf_endpoint"]}
-    return " ".join(f"{flag} {shlex.quote(value)}" for flag, value in flags.items() if value)
+    return " ".join(
+        f"{flag} {shlex.quote(value)}" for flag, value in flags.items() if value
+    )
 
 
-WEIGHT_SOURCE = weight_source_args()  # in the fetch's shell text, where no rerun trigger sees it
+# In the fetch's shell text, where no rerun trigger sees it: the file is the same from any mirror.
+WEIGHT_SOURCE = weight_source_args()
 
 
 def model_threads(wildcards):
