@@ -17,6 +17,7 @@ from carvana import rle
 from carvana.data.images import read_image
 from carvana.layout import DatasetPaths
 from carvana.models.build import build_model
+from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec
 from carvana.prediction.ensemble import Ensemble, fold_batch_norms, load_member, read_member
 from carvana.prediction.shard import ShardSpec, predict_shard
@@ -67,17 +68,15 @@ def test_the_fast_path_writes_the_naive_loops_rows(
     members = [load_member(path, torch.device("cpu")) for path in weights_paths]
     images = [paths.image_path("test", name) for name in names]
     # random networks: the median probability of an image as the threshold gives masks of substance
-    first = Ensemble(members, tta, torch.device("cpu"), torch.bfloat16, WEIGHTS).probabilities(
-        [read_image(images[0])]
-    )
+    auto = mixed_precision_dtype(torch.device("cpu"))  # the shard's: bf16 where the CPU has it in hardware
+    first = Ensemble(members, tta, torch.device("cpu"), auto, WEIGHTS).probabilities([read_image(images[0])])
     threshold = float(np.median(first[0]))
     thresholds = tmp_path / "thresholds.json"
     thresholds.write_text(json.dumps({"threshold": threshold}))
 
     shard = ShardSpec(1, 1, batch_size=batch_size, tta=tta, gpu=0, weights=WEIGHTS)
     predict_shard(shard, tiny_dataset.data_dir, weights_paths, thresholds, tmp_path / "fast.csv")
-    # at the precision the shard chooses on a CPU
-    naive_predict(images, members, tta, WEIGHTS, threshold, tmp_path / "naive.csv", autocast=torch.bfloat16)
+    naive_predict(images, members, tta, WEIGHTS, threshold, tmp_path / "naive.csv", autocast=auto)
 
     fast, naive = (pd.read_csv(tmp_path / name, dtype=str).fillna("") for name in ("fast.csv", "naive.csv"))
     assert len(fast) == len(names) == 32  # in batches of 1, 2, 4, then 6 or 8, the last of 1
