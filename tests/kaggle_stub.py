@@ -17,16 +17,15 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 import urllib.parse
 import zipfile
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from carvana.data.kaggle import archive_names
+from loopback import LoopbackServer
 
 SERVICE = "/api/v1/competitions.CompetitionApiService/"
 
@@ -47,7 +46,7 @@ def competition_archives(data_dir: Path) -> dict[str, bytes]:
     return archives
 
 
-class KaggleStub:
+class KaggleStub(LoopbackServer):
     """``with KaggleStub(files) as stub:`` serves until the block ends or ``lifetime_s`` passes."""
 
     def __init__(self, files: dict[str, bytes], mode: str = "ok", lifetime_s: float = 120.0) -> None:
@@ -64,13 +63,11 @@ class KaggleStub:
         self.score_status = "COMPLETE"
         self.public_score, self.private_score = "0.99612", "0.99587"
         self.error_description = "Submission file has the wrong number of rows"
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.watchdog = threading.Timer(lifetime_s, self.server.shutdown)
+        super().__init__(lifetime_s)
 
     @property
     def proxy(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.url
 
     def environ(self, base: dict[str, str]) -> dict[str, str]:
         """``base`` plus what sends the kaggle CLI here."""
@@ -82,19 +79,6 @@ class KaggleStub:
             "NO_PROXY": "",
             "no_proxy": "",
         }
-
-    def __enter__(self) -> KaggleStub:
-        self.thread.start()
-        self.watchdog.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.watchdog.cancel()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
 
     def listing(self, received: dict[str, Any]) -> dict[str, Any]:
         """A received submission as ListSubmissions shows it this time (ApiSubmission's JSON)."""

@@ -9,13 +9,13 @@ names another: a file whose bytes do not match the etag it is served with is a d
 from __future__ import annotations
 
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from loopback import LoopbackServer
 
-class WeightsServer:
+
+class WeightsServer(LoopbackServer):
     """``with WeightsServer({"/vgg.pth": data}) as server:`` serves until the block ends or
     ``lifetime_s`` passes; ``server.requests`` lists (method, path) as they came."""
 
@@ -25,30 +25,11 @@ class WeightsServer:
         self.files = files
         self.etags = etags or {}
         self.requests: list[tuple[str, str]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.watchdog = threading.Timer(lifetime_s, self.server.shutdown)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(lifetime_s)
 
     def downloads(self) -> list[str]:
         """The paths whose bytes were sent (GET requests)."""
         return [path for method, path in self.requests if method == "GET"]
-
-    def __enter__(self) -> WeightsServer:
-        self.thread.start()
-        self.watchdog.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.watchdog.cancel()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         served = self

@@ -192,18 +192,17 @@ def _fetch_weights(args: argparse.Namespace) -> None:
     from carvana.models.pretrained import WeightSource, file_of_key, files_by_key
     from carvana.models.spec import model_specs
 
-    source = WeightSource(args.base_url, args.hf_endpoint)
+    given: dict[str, Any] = {}  # the config file's mirror settings, which the flags override
     if args.weights:
         files = [file_of_key(key) for key in args.weights]
     else:
-        config = _config(args.config_file)
+        given = _config(args.config_file).get("pretrained_weights") or {}
         files = list(files_by_key(model_specs(_config_models(args.config_file))).values())
-        given = config.get("pretrained_weights") or {}
-        source = WeightSource(
-            args.base_url or given.get("base_url"), args.hf_endpoint or given.get("hf_endpoint")
-        )
         if not files:
             print(f"no model in {args.config_file} asks for pretrained weights: nothing to fetch")
+    source = WeightSource(
+        args.base_url or given.get("base_url"), args.hf_endpoint or given.get("hf_endpoint")
+    )
     for file in files:
         print(file.fetch(source), flush=True)
 
@@ -499,7 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", action="append", default=[], help="a file by key: vgg11, smp-<encoder>; repeat for each"
     )
     chosen.add_argument(
-        "--config-file", type=Path, default=Path("config.yaml"), help="fetch what its models ask for"
+        "--config-file",
+        type=Path,
+        default=Path("config.yaml"),
+        help="fetch what its models ask for, from its pretrained_weights mirror (the file alone, not merged)",
     )
     weights.add_argument("--base-url", default=None, help="of torchvision's files (a mirror's)")
     weights.add_argument("--hf-endpoint", default=None, help="the Hugging Face hub or a mirror of it")
