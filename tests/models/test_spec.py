@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,19 @@ def test_an_unknown_smp_encoder_lists_the_valid_ones() -> None:
     spec = ModelSpec.from_entry("x", {"arch": "smp.Unet", "encoder": "resnet35", "input_size": [64, 96]})
     with pytest.raises(ValueError, match=r"unknown smp encoder 'resnet35'; valid: .*resnet34"):
         build_model(spec)
+
+
+def test_the_recipe_leaves_out_how_a_job_runs_and_nothing_else() -> None:
+    entry = {"arch": "unet11", "input_size": [128, 192]}
+    spec = ModelSpec.from_entry("m", entry)
+    ran_otherwise = ModelSpec.from_entry("m", {**entry, "threads": 4, "workers": 8, "compile": True})
+    assert ran_otherwise.to_json() != spec.to_json()
+    assert ran_otherwise.recipe_json() == spec.recipe_json()
+    for key, value in (("batch_size", 4), ("epochs", 3), ("precision", "32-true"), ("seed", 1)):
+        changed = ModelSpec.from_entry("m", {**entry, key: value})
+        assert changed.recipe_json() != spec.recipe_json(), key
+    assert set(json.loads(spec.to_json())) - set(json.loads(spec.recipe_json())) == {
+        "threads",
+        "workers",
+        "compile",
+    }

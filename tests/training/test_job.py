@@ -17,6 +17,7 @@ import torch
 
 from carvana.folds import FoldSpec, make_folds
 from carvana.layout import DatasetPaths
+from carvana.models.build import build_model
 from carvana.models.spec import ModelSpec
 from carvana.training.job import TrainPaths, epoch_metrics, train
 
@@ -71,7 +72,9 @@ def test_weights_metrics_and_logs_are_written(trained: TrainPaths) -> None:
     assert metrics["epoch"].tolist() == [1, 2]
     assert list(metrics.columns) == ["epoch", "train_loss", "val_loss", "val_dice", "lr"]
     assert metrics[["train_loss", "val_loss", "val_dice", "lr"]].notna().all().all()
-    assert (trained.checkpoint_dir / "last.ckpt").is_file()
+    # last.ckpt is the last epoch's, whether or not it beat the best
+    last = torch.load(trained.checkpoint_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 1 and last["global_step"] == 2 * 8  # 0-based; 32 images in batches of 4
     assert list((trained.log_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
@@ -104,6 +107,27 @@ def test_a_checkpoint_of_other_training_code_is_not_resumed(
     train(spec, 1, paths, code="digest-of-edited-code")
     assert "starting afresh" in capsys.readouterr().out
     assert pd.read_csv(paths.metrics_path)["epoch"].tolist() == epochs == list(range(1, spec.epochs + 1))
+
+
+def test_how_a_job_runs_is_no_reason_to_start_afresh(
+    trained: TrainPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More threads and loader processes and a compiled network: the finished checkpoint is
+    resumed (no epoch trained again), the network is compiled once, and weights.pt keeps the
+    plain parameter names an uncompiled network loads."""
+    compiled: list[dict[str, object]] = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: compiled.append(options))
+    paths = _copy_of(trained, tmp_path)
+    spec = ModelSpec.from_entry("tiny", {**TINY_UNET1024, "threads": 2, "workers": 1, "compile": True})
+    train(spec, 1, paths)
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "starting afresh" not in out and "compiled" in out
+    assert compiled == [{"dynamic": False}]
+    assert pd.read_csv(paths.metrics_path)["epoch"].tolist() == [1, 2]
+    assert not (paths.log_dir / "csv" / "version_1" / "metrics.csv").exists()  # no epoch trained again
+    saved = torch.load(paths.weights_path, weights_only=False)
+    fresh = build_model(ModelSpec.from_entry("tiny", TINY_UNET1024), load_pretrained=False)
+    fresh.load_state_dict(saved["state_dict"])  # strict: every name as the plain network has it
 
 
 def test_a_killed_job_resumes_at_the_epoch_after_its_last_checkpoint(

@@ -70,6 +70,18 @@ def test_one_models_hyper_parameter_reruns_that_models_training_then_tuning_onwa
     assert trained == {("unet11", "0"), ("unet11", "1")}
 
 
+def test_how_a_model_runs_reruns_its_jobs_which_resume_their_checkpoints(
+    finished_run: FinishedRun, tmp_path: Path
+) -> None:
+    """threads, workers and compile are in the job's command, so its jobs run again; they
+    resume their finished checkpoints (tests/training/test_job.py), training nothing again."""
+    work = _copy(finished_run, tmp_path)
+    edit_config(work, {"models.unet.workers": 1, "models.unet.compile": True})
+    counts, trained = _plan(work)
+    assert counts == {"train": 2, **DOWNSTREAM_OF_TUNING}
+    assert trained == {("unet", "0"), ("unet", "1")}
+
+
 def test_tta_settings_rerun_prediction_and_the_submission_only(
     finished_run: FinishedRun, tmp_path: Path
 ) -> None:

@@ -57,6 +57,7 @@ OPTIMIZER_LR = {"sgd": 0.01, "rmsprop": 1e-4, "adam": 1e-4, "adamw": 1e-4}
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 SCHEDULERS = ("cosine", "none")
 PAPER_DROPOUT = 0.5  # the original UNet's, at the end of its contracting path
+RUN_KEYS = ("threads", "workers", "compile")  # how a job runs, not what it learns
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # a model's name is a path component and a wildcard value
 
 
@@ -140,7 +141,10 @@ class ModelSpec:
     then covered by overlap tiles of ``tile_size`` (the network's input, each side 16k + 124);
     every other architecture takes the resized image whole, so its sides must divide evenly.
     ``width``: channel multiplier (1 = the reference). ``gpu``: GPUs per training job (0: CPU).
-    ``threads``: CPU threads for the network; ``workers``: DataLoader processes (0: in-process).
+    ``threads``: CPU threads for the network; ``workers``: DataLoader processes (0: in-process);
+    ``compile``: torch.compile the network in its training jobs (prediction's shards follow
+    ``predict.compile``). These three say how a job runs, not what it learns: a checkpoint made
+    under other values of them is resumed (:meth:`recipe_json`).
     ``dropout``: unet only, the paper's dropout at the end of the contracting path; a config that
     leaves it out gets 0.5 at width 1 and none at a reduced width (:meth:`from_entry`).
     """
@@ -163,6 +167,7 @@ class ModelSpec:
     gpu: int = 1
     threads: int = 1
     workers: int = 0
+    compile: bool = False
     seed: int = 2017
 
     def __post_init__(self) -> None:
@@ -287,6 +292,14 @@ class ModelSpec:
     def to_json(self) -> str:
         """The spec as one line of JSON, keys sorted: what a training job is given."""
         return json.dumps(asdict(self), sort_keys=True)
+
+    def recipe_json(self) -> str:
+        """``to_json`` without the keys that only say how a job runs (:data:`RUN_KEYS`): what a
+        checkpoint's weights depend on."""
+        data = asdict(self)
+        for key in RUN_KEYS:
+            del data[key]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:

@@ -74,6 +74,8 @@ def predict_shard(
     """Write ``out_path`` (img,rle_mask rows of this shard, in sample_submission order); return its rows."""
     device = torch.device("cuda" if shard.gpu > 0 and torch.cuda.is_available() else "cpu")
     opencv_threads(device)
+    if device.type == "cuda":  # the same few shapes batch after batch: cuDNN times its kernels once
+        torch.backends.cudnn.benchmark = True
     autocast = mixed_precision_dtype(device)
     threshold = float(json.loads(thresholds_path.read_text())["threshold"])
     paths = DatasetPaths(data_dir)

@@ -11,8 +11,9 @@ The job's folder (``run_dir``) holds::
     logs/             Lightning's CSV and TensorBoard logs (held-out predictions drawn per epoch)
 
 Lightning writes ``last.ckpt`` every epoch and the job resumes from it, so a killed job loses at
-most one epoch. A checkpoint is only resumed when its fingerprint (the spec, the fold's images,
-the training masks and the training code's digest) matches; otherwise training starts afresh.
+most one epoch. A checkpoint is only resumed when its fingerprint (the spec less the keys that only
+say how the job runs, the fold's images, the training masks and the training code's digest)
+matches; otherwise training starts afresh.
 The workflow declares only the first four as outputs: Snakemake deletes a job's outputs before
 running it again, and the checkpoints must survive that.
 """
@@ -125,7 +126,7 @@ def fingerprint(spec: ModelSpec, fold: FoldImages, paths: DatasetPaths, code: st
     training code's digest (``carvana.stage_code``; the workflow passes it)."""
     digest = hashlib.sha256()
     digest.update(code.encode())
-    digest.update(spec.to_json().encode())
+    digest.update(spec.recipe_json().encode())  # more workers or a compiled network: still resumable
     digest.update(json.dumps([fold.fold, fold.train, fold.held_out]).encode())
     digest.update(paths.train_masks_csv_path.read_bytes())
     return digest.hexdigest()
@@ -161,10 +162,12 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
     images = fold_images(paths.folds_path, fold)
     device = choose_device(spec)
     torch.set_num_threads(spec.threads)
+    if device.accelerator == "gpu":
+        torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in float32
     print(
         f"training {spec.name} ({spec.arch}) fold {fold}: {len(images.train)} images, "
         f"{len(images.held_out)} held out; {device.accelerator} x{device.devices}, {device.precision}, "
-        f"{spec.epochs} epochs of batch {spec.batch_size}",
+        f"{spec.epochs} epochs of batch {spec.batch_size}{', compiled' if spec.compile else ''}",
         flush=True,
     )
     last = _resumable_checkpoint(paths, fingerprint(spec, images, dataset, code))
@@ -187,8 +190,12 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
         monitor="val_dice",
         mode="max",
         save_top_k=1,
-        save_last=True,
         enable_version_counter=False,
+    )
+    # its own callback: save_last=True above writes last.ckpt only in an epoch that beats the
+    # best, so a killed job would go back to its best epoch, not its last
+    every_epoch = ModelCheckpoint(
+        dirpath=paths.checkpoint_dir, filename="last", save_top_k=1, enable_version_counter=False
     )
     steps = max(1, len(images.train) // spec.batch_size)
     trainer = L.Trainer(
@@ -199,14 +206,18 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
         logger=[CSVLogger(paths.log_dir, name="csv"), TensorBoardLogger(paths.log_dir, name="tensorboard")],
         callbacks=[
             checkpoints,
+            every_epoch,
             TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else max(1, steps // 4)),
         ],
         log_every_n_steps=max(1, min(50, steps)),
         num_sanity_val_steps=0,
         plugins=[_atomic_checkpoints()],
         enable_model_summary=False,
+        benchmark=device.accelerator == "gpu",  # cuDNN picks its fastest kernels: the sizes are fixed
     )
     task = SegmentationTask(spec.to_json())
+    if spec.compile:  # in place: the weights keep their names in checkpoints and weights.pt
+        task.network.compile(dynamic=False)
     with _out_of_memory_advice(spec):
         trainer.fit(task, loader(images.train, True), loader(images.held_out, False), ckpt_path=last)
     if trainer.global_rank != 0:

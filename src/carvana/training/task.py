@@ -37,6 +37,7 @@ class SegmentationTask(L.LightningModule):
         self.bce = SoftBCEWithLogitsLoss()
         self.soft_dice = DiceLoss("binary", from_logits=True)
         self.examples: list[npt.NDArray[np.uint8]] = []
+        self.unchecked: tuple[torch.Tensor, int, int] | None = None  # the last step's loss (check_finite)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Prepared inputs (N, 3, H', W') -> logits (N, 1, *input_size), tiles stitched for the UNet."""
@@ -55,15 +56,32 @@ class SegmentationTask(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
         inputs, target = batch
         loss = self.loss(self.network(inputs.contiguous(memory_format=torch.channels_last)), target)
+        self.check_finite()  # the step before's, which the GPU has finished by now
+        self.unchecked = (loss.detach(), self.current_epoch, batch_index)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(inputs))
+        return loss
+
+    def check_finite(self) -> None:
+        """Stop at a loss that is not finite, one step late: reading a loss waits for the GPU, and
+        reading the step before's instead lets the host queue this step's work meanwhile, so the
+        GPU never idles. Checked again before validation, so no checkpoint holds such a step."""
+        if self.unchecked is None:
+            return
+        loss, epoch, batch_index = self.unchecked
+        self.unchecked = None
         if not torch.isfinite(loss):
             raise JobError(
                 f"model {self.spec.name!r}: the training loss is {loss.item()} at epoch "
-                f"{self.current_epoch + 1}, step {batch_index + 1}; no weights were written. Lower "
+                f"{epoch + 1}, step {batch_index + 1}; no weights were written. Lower "
                 f"models.{self.spec.name}.optimizer.lr (it is {self.spec.optimizer.lr}) or set "
                 f"models.{self.spec.name}.precision to 32-true"
             )
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(inputs))
-        return loss
+
+    def on_validation_start(self) -> None:
+        self.check_finite()
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite()
 
     def on_train_start(self) -> None:
         if self.current_epoch:  # resumed from a checkpoint
