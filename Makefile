@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run report test browser lint format bench clean
+.PHONY: install run report test browser lint format bench gpu-check clean
 
 install: $(STAMP)
 
@@ -42,6 +42,12 @@ browser:
 # results/harness.json. A quicker run: make bench BENCH="--image-scale 0.5 --images 32"
 bench: $(STAMP)
 	python benchmarks/harness.py $(BENCH)
+
+# On one GPU at competition.yaml's sizes: training and prediction speed, memory, the share of the
+# device's peak, and the whole competition's projected wall clock; writes results/gpu_check.json.
+# Without a GPU it runs on the CPU; a quick look: make gpu-check GPU_CHECK="--image-scale 0.05 --width 0.125 --compile off"
+gpu-check: $(STAMP)
+	python benchmarks/gpu_check.py $(GPU_CHECK)
 
 lint: $(STAMP)
 	ruff check src tests benchmarks
