@@ -41,11 +41,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cv2
 import pandas as pd
 import torch
 import yaml
 from harness import machine, random_weights, synchronize
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
 from carvana.data.images import read_image
@@ -113,7 +114,6 @@ def main() -> None:
         torch.set_float32_matmul_precision("high")
     else:
         torch.set_num_threads(len(os.sched_getaffinity(0)))
-    opencv_threads(device)
     specs = [sized(spec, args, device) for spec in model_specs(config["models"])]
     compiles = [False, True] if args.compile == "both" else [False]
     started = time.perf_counter()
@@ -124,6 +124,7 @@ def main() -> None:
         "image_size": list(scaled_size(args.image_scale)),
         "peak": peak(device, args.peak_tflops),
     }
+    stages: dict[str, float] = figures.setdefault("stage_seconds", {})
     with tempfile.TemporaryDirectory(prefix="carvana-gpu-check-") as scratch:
         root = Path(scratch)
         test_cars = math.ceil(args.predict_images / 16)
@@ -132,18 +133,30 @@ def main() -> None:
             root / "data",
             root / "truth.csv",
         )
+        stages["data"] = time.perf_counter() - started
         paths = DatasetPaths(root / "data")
-        figures["training"] = {
-            spec.name: training(spec, paths, device, args.train_steps, compiles) for spec in specs
-        }
+        cv2.setNumThreads(1)  # as a training job sets it, before its loader's workers fork
+        figures["training"] = {}
+        for spec in specs:
+            begun = time.perf_counter()
+            figures["training"][spec.name] = training(spec, paths, device, args.train_steps, compiles)
+            stages[f"train {spec.name}"] = time.perf_counter() - begun
+            save(figures, args.json)  # what is measured so far, should a later stage fail
+        begun = time.perf_counter()
+        opencv_threads(device)  # as a prediction shard sets it
         figures["prediction"] = prediction(config, specs, root, device, args, compiles)
+        stages["prediction"] = time.perf_counter() - begun
     figures["projection"] = projection(config, figures, args.devices)
     figures["seconds"] = time.perf_counter() - started
     share(figures)
     print_table(figures)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    save(figures, args.json)
     print(f"\nfigures in {args.json}")
+
+
+def save(figures: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def sized(spec: ModelSpec, args: argparse.Namespace, device: torch.device) -> ModelSpec:
@@ -269,10 +282,13 @@ def training(
     spec: ModelSpec, paths: DatasetPaths, device: torch.device, steps: int, compiles: list[bool]
 ) -> dict[str, Any]:
     """One architecture's training figures (see the module's docstring)."""
+    from carvana.training.data import SegmentationDataset
     from carvana.training.job import choose_device
 
     autocast = choose_device(spec).autocast_dtype
     names = sorted(path.name for path in paths.train_dir.glob("*.jpg"))
+    dataset = SegmentationDataset(paths, names, spec, train=True)
+    batch = to_device(default_collate([dataset[i % len(names)] for i in range(spec.batch_size)]), device)
     figures: dict[str, Any] = {
         "arch": spec.arch,
         "input_size": list(spec.tile_size or spec.input_size),
@@ -282,68 +298,62 @@ def training(
         "precision": str(autocast).removeprefix("torch.") if autocast else "float32",
         "train_flops_per_image": flops(spec, train=True),
         "validate_flops_per_image": flops(spec, train=False),
+        "loader_images_per_s": loader_rate(dataset, spec, device, steps),
     }
     for compiled in compiles:
-        step = TrainStep(spec, device, autocast, compiled)
-        figures["compiled" if compiled else "eager"] = training_rates(step, spec, paths, names, steps)
-        if not compiled:
+        step = TrainStep(spec, device, autocast, compiled, batch)
+        network = step.rate(steps)
+        figures["compiled" if compiled else "eager"] = {
+            # the job's loader runs in its own processes beside the steps: the slower one sets the pace
+            "images_per_s": min(network, figures["loader_images_per_s"]),
+            "network_images_per_s": network,
+        }
+        if not compiled:  # validation in eval mode would compile again: measured eager alone
+            figures["validate_images_per_s"] = validation(step, spec, paths, names)
             figures.update(batch_memory(step, spec))
         del step
         release(device)
     return figures
 
 
-def training_rates(
-    step: TrainStep, spec: ModelSpec, paths: DatasetPaths, names: list[str], steps: int
-) -> dict[str, float]:
-    """Training images/s with the model's loader and on one batch already on the device, and
-    validation images/s."""
-    from carvana.training.data import SegmentationDataset
-
-    device = step.device
+def loader_rate(dataset: Any, spec: ModelSpec, device: torch.device, steps: int) -> float:
+    """Images/s the model's DataLoader delivers to the device (its workers, pinned memory, the
+    copy), timed once every worker has delivered its first batch, over at least twice as many
+    batches as it has workers."""
+    skip, count = max(1, spec.workers), max(steps, 2 * spec.workers)
     loader = DataLoader(
-        SegmentationDataset(paths, names, spec, train=True),
+        dataset,
         batch_size=spec.batch_size,
-        sampler=RandomSampler(names, replacement=True, num_samples=(steps + 2) * spec.batch_size),
+        sampler=RandomSampler(dataset, replacement=True, num_samples=(skip + count) * spec.batch_size),
         num_workers=spec.workers,
         pin_memory=device.type == "cuda",
         drop_last=True,
     )
     loaded = iter(loader)
-    kept = step.batch = to_device(next(loaded), device)
-    for _ in range(2):  # the warm-up: compilation, cuDNN's kernel search, the allocator's cache
-        step(kept)
-
-    def on_the_device() -> None:
-        for _ in range(steps):
-            step(kept)
-
-    def from_the_loader() -> None:
-        for batch in loaded:
-            step(to_device(batch, device))
-
-    network = timed(on_the_device, device)
-    step(to_device(next(loaded), device))  # the loader's workers under way
-    whole = timed(from_the_loader, device)
-    return {
-        "images_per_s": steps * spec.batch_size / whole,
-        "network_images_per_s": steps * spec.batch_size / network,
-        "validate_images_per_s": validation(step, spec, paths, names),
-    }
+    for _ in range(skip):
+        to_device(next(loaded), device)
+    seconds = timed(lambda: [to_device(batch, device) for batch in loaded], device)
+    return count * spec.batch_size / seconds
 
 
 class TrainStep:
     """One optimiser step of a model's network on a batch already on the device, as the training
     job takes it: channels-last, under the job's autocast, the task's loss."""
 
-    def __init__(self, spec: ModelSpec, device: torch.device, autocast: torch.dtype | None, compiled: bool):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: torch.device,
+        autocast: torch.dtype | None,
+        compiled: bool,
+        batch: tuple[torch.Tensor, torch.Tensor],
+    ):
         from carvana.training.task import SegmentationTask
 
-        self.device, self.autocast = device, autocast
+        self.device, self.autocast, self.batch = device, autocast, batch
         self.task = SegmentationTask(spec.to_json()).to(device)
         if compiled:
             self.task.network.compile(dynamic=False)
-        self.batch: tuple[torch.Tensor, torch.Tensor] | None = None  # one batch kept on the device
         optimizer = self.task.configure_optimizers()
         self.optimizer: torch.optim.Optimizer = (
             optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
@@ -358,9 +368,20 @@ class TrainStep:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def rate(self, steps: int) -> float:
+        """Images/s over ``steps`` steps on the kept batch, after two to warm up (compiling,
+        cuDNN's kernel search, the allocator's cache)."""
+        for _ in range(2):
+            self(self.batch)
+
+        def run() -> None:
+            for _ in range(steps):
+                self(self.batch)
+
+        return steps * len(self.batch[0]) / timed(run, self.device)
+
     def repeated(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of ``size`` copies of the kept batch's first image."""
-        assert self.batch is not None
         inputs, target = (t[:1].expand(size, *t.shape[1:]).contiguous() for t in self.batch)
         return inputs, target
 
@@ -369,8 +390,8 @@ class TrainStep:
 
 
 def validation(step: TrainStep, spec: ModelSpec, paths: DatasetPaths, names: list[str]) -> float:
-    """Validation images/s: the held-out loader (whole images, every tile for the UNet) and the
-    forward, as each epoch ends; the first batch is a warm-up."""
+    """Validation images/s: the forward on whole images (every tile for the UNet) as each epoch
+    ends, on held-out batches decoded ahead; the first batch is a warm-up."""
     from carvana.training.data import SegmentationDataset
 
     device = step.device
@@ -378,39 +399,41 @@ def validation(step: TrainStep, spec: ModelSpec, paths: DatasetPaths, names: lis
         SegmentationDataset(paths, names, spec, train=False),
         batch_size=spec.batch_size,
         num_workers=spec.workers,
-        pin_memory=device.type == "cuda",
         drop_last=True,
     )
     step.task.eval()
-    loaded = iter(loader)
+    loaded = [to_device(batch, device) for batch in loader]
 
     @torch.no_grad()
     def forward(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         with step.autocast_context():
-            step.task(to_device(batch, device)[0])
+            step.task(batch[0])
 
-    forward(next(loaded))
-    left = list(loaded)  # decoded ahead: the loader's own speed is in the training figure
-    return len(left) * spec.batch_size / timed(lambda: [forward(batch) for batch in left], device)
+    forward(loaded[0])
+    return (len(loaded) - 1) * spec.batch_size / timed(lambda: [forward(b) for b in loaded[1:]], device)
 
 
 def batch_memory(step: TrainStep, spec: ModelSpec) -> dict[str, Any]:
     """Peak memory of a training step at the configured batch and at half of it (twice it below
-    4: a BatchNorm takes no batch of one); the largest batch this device holds, from the two (a
-    fixed part and a part per image), and on a GPU tried."""
+    4: a BatchNorm takes no batch of one), each measured on a second step (the first at a size
+    includes cuDNN's kernel search); the largest batch this device holds, from the two (a fixed
+    part and a part per image), at most 16 times the configured batch, and on a GPU tried."""
     device, memory = step.device, Memory(step.device)
     other = spec.batch_size // 2 if spec.batch_size >= 4 else spec.batch_size + 2
     peaks = {}
     for size in (other, spec.batch_size):
-        release(device)
+        step(step.repeated(size))
+        synchronize(device)
         memory.reset()
         step(step.repeated(size))
         synchronize(device)
         peaks[size] = memory.peak_mib()
     (small, low), (large, high) = sorted(peaks.items())
-    per_image = max((high - low) / (large - small), 1e-3)
+    per_image = (high - low) / (large - small)
     capacity = memory.capacity_mib()
-    largest = max(1, int((HEADROOM * capacity - (low - small * per_image)) / per_image))
+    cap = 16 * spec.batch_size
+    largest = cap if per_image <= 0 else int((HEADROOM * capacity - (low - small * per_image)) / per_image)
+    largest = max(1, min(largest, cap))
     if device.type == "cuda":
         largest = fits(step, largest)
     return {
@@ -418,23 +441,28 @@ def batch_memory(step: TrainStep, spec: ModelSpec) -> dict[str, Any]:
         "memory_per_image_mib": per_image,
         "capacity_mib": capacity,
         "largest_batch": largest,
+        "largest_batch_capped": largest == cap,
         "largest_batch_tried": device.type == "cuda",
     }
 
 
 def fits(step: TrainStep, size: int) -> int:
     """The largest batch up to ``size`` that a training step runs at, stepping down a tenth at a
-    time past out-of-memory errors."""
-    while size > 2:
-        try:
-            step(step.repeated(size))
-            synchronize(step.device)
-            return size
-        except torch.OutOfMemoryError:
-            step.optimizer.zero_grad(set_to_none=True)
-            release(step.device)
-            size = int(size * 0.9)
-    return size
+    time past errors (out of memory, or a kernel that takes no tensor that large); 0 if none."""
+    benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False  # no search per try
+    try:
+        while size >= 1:
+            try:
+                step(step.repeated(size))
+                synchronize(step.device)
+                return size
+            except RuntimeError:  # torch.OutOfMemoryError among them
+                step.optimizer.zero_grad(set_to_none=True)
+                release(step.device)
+                size = min(size - 1, int(size * 0.9))
+        return 0
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
 
 
 # -- prediction -------------------------------------------------------------------------------
@@ -495,7 +523,9 @@ def prediction_rates(
     compiled: bool,
 ) -> list[dict[str, Any]]:
     """Images/s of the networks' forward on batches prepared ahead, and of the shard path with
-    each count of loader processes."""
+    each count of loader processes. The path is timed on all the images and on the first half:
+    the difference is its steady cost per image, and what is left of the half its cost per shard
+    (the loader's start, the first batch that nothing overlaps, the growing first batches)."""
     device = ensemble.device
     prepared = [
         ensemble.prepare([read_image(paths.image_path("test", name)) for name in batch])
@@ -503,29 +533,37 @@ def prediction_rates(
     ]
     if device.type == "cuda":
         prepared = [batch.pin_memory() for batch in prepared]
-    ensemble.forward(prepared[0])  # the warm-up: compilation, cuDNN's kernel search
+    first = timed(lambda: ensemble.forward(prepared[0]), device)  # compiling, cuDNN's kernel search
     forward = timed(lambda: [ensemble.forward(batch) for batch in prepared], device, repeats=2)
+    half = max(batch_size, len(names) // 2 // batch_size * batch_size)
     runs = []
     for workers in workers_counts:
-        path = partial(
-            stream,
-            ensemble,
-            paths,
-            names,
-            batch_size,
-            0.5,
-            root / "out.csv",
-            workers=workers,
-            compiled=compiled,
-        )
-        seconds = timed(path, device, repeats=2)
+        seconds = {}
+        for count in sorted({half, len(names)}):
+            path = partial(
+                stream,
+                ensemble,
+                paths,
+                names[:count],
+                batch_size,
+                0.5,
+                root / "out.csv",
+                workers=workers,
+                compiled=compiled,
+            )
+            seconds[count] = timed(path, device, repeats=2)
+        per_image = seconds[len(names)] / len(names)
+        if half < len(names):
+            per_image = max((seconds[len(names)] - seconds[half]) / (len(names) - half), per_image / 4)
         runs.append(
             {
                 "compiled": compiled,
                 "workers": workers,
-                "images_per_s": len(names) / seconds,
+                "images_per_s": 1 / per_image,
                 "forward_images_per_s": len(names) / forward,
-                "path_over_forward": seconds / forward,
+                "path_over_forward": per_image * len(names) / forward,
+                "shard_seconds": max(0.0, seconds[half] - half * per_image),
+                "first_batch_seconds": first,
             }
         )
     return runs
@@ -537,7 +575,8 @@ def prediction_rates(
 def projection(config: dict[str, Any], figures: dict[str, Any], devices: list[int]) -> dict[str, Any]:
     """Hours of the whole competition from the measured rates, each stage at its faster setting:
     every model on every fold for its epochs (training, validation, OOF maps), the jobs spread
-    over N devices longest first, then the test set's shards over the same devices. Beside them
+    over N devices longest first (an ideal schedule: Snakemake's order may be worse), then the
+    test set's shards over the same devices. Beside them
     the FLOPs of it all and the hours they take at the device's peak: the limit."""
     folds = int(config.get("folds", {}).get("n_folds", 5))
     held_out = COMPETITION_TRAIN_IMAGES / folds
@@ -550,23 +589,28 @@ def projection(config: dict[str, Any], figures: dict[str, Any], devices: list[in
             (key for key in ("eager", "compiled") if key in measured),
             key=lambda k: measured[k]["images_per_s"],
         )
-        rates = measured[best]
+        train_rate, validate_rate = measured[best]["images_per_s"], measured["validate_images_per_s"]
         epochs = int(measured["epochs"])
-        per_epoch = trained_on / rates["images_per_s"] + held_out / rates["validate_images_per_s"]
-        jobs[name] = epochs * per_epoch + held_out / rates["validate_images_per_s"]  # + the OOF maps
+        per_epoch = trained_on / train_rate + held_out / validate_rate
+        jobs[name] = epochs * per_epoch + held_out / validate_rate  # + the OOF maps
         setting[name] = best
         train, validate = measured["train_flops_per_image"], measured["validate_flops_per_image"]
         total_flops += folds * (epochs * (trained_on * train + held_out * validate) + held_out * validate)
-    runs = figures["prediction"]["runs"]
-    fastest = max(runs, key=lambda run: run["images_per_s"])
-    # the measured ensemble has one network per model; the competition's has one per fold
-    per_image = folds / fastest["forward_images_per_s"] + max(
-        0.0, 1 / fastest["images_per_s"] - 1 / fastest["forward_images_per_s"]
-    )
-    test_images = COMPETITION_TEST_IMAGES
-    predict_seconds = test_images * per_image
-    total_flops += test_images * folds * figures["prediction"]["flops_per_image"]
     shards = int(config.get("predict", {}).get("shards", 1))
+    test_images = COMPETITION_TEST_IMAGES
+
+    def predicting(run: dict[str, Any]) -> float:
+        """Seconds of every shard of the test set on one device with ``run``'s setting: the
+        measured ensemble has one network per model, the competition's one per fold, and each
+        shard loads (and compiles) them all again."""
+        network = 1 / run["forward_images_per_s"]
+        per_image = folds * network + max(0.0, 1 / run["images_per_s"] - network)
+        once = run["shard_seconds"] + folds * run["first_batch_seconds"]
+        return float(test_images * per_image + shards * once)
+
+    fastest = min(figures["prediction"]["runs"], key=predicting)
+    predict_seconds = predicting(fastest)
+    total_flops += test_images * folds * figures["prediction"]["flops_per_image"]
     hours: dict[str, float] = {}
     for count in sorted(set(devices)):
         training_s = makespan([seconds for seconds in jobs.values() for _ in range(folds)], count)
@@ -603,16 +647,15 @@ def share(figures: dict[str, Any]) -> None:
         return {"tflops": tflops, "peak_share": tflops / peak_tflops}
 
     for measured in figures["training"].values():
+        train = measured["train_flops_per_image"]
         for key in ("eager", "compiled"):
             if key in measured:
                 rates = measured[key]
-                rates["achieved"] = achieved(measured["train_flops_per_image"], rates["images_per_s"])
-                rates["network_achieved"] = achieved(
-                    measured["train_flops_per_image"], rates["network_images_per_s"]
-                )
-                rates["validate_achieved"] = achieved(
-                    measured["validate_flops_per_image"], rates["validate_images_per_s"]
-                )
+                rates["achieved"] = achieved(train, rates["images_per_s"])
+                rates["network_achieved"] = achieved(train, rates["network_images_per_s"])
+        measured["validate_achieved"] = achieved(
+            measured["validate_flops_per_image"], measured["validate_images_per_s"]
+        )
     predicted = figures["prediction"]
     for run in predicted["runs"]:
         run["achieved"] = achieved(predicted["flops_per_image"], run["images_per_s"])
@@ -659,23 +702,34 @@ def print_table(figures: dict[str, Any]) -> None:
         for key in ("eager", "compiled"):
             if key in t:
                 r = t[key]
-                alone = f"network alone {r['network_images_per_s']:.2f}/s"
                 rows.append(
                     (
                         f"train {name} {size} batch {t['batch_size']} {t['precision']} {key}",
                         f"{r['images_per_s']:.2f}",
                         f"{r['achieved']['tflops']:.2f}",
                         f"{r['achieved']['peak_share']:.1%}",
-                        f"{alone}, validation {r['validate_images_per_s']:.2f}/s",
+                        f"network alone {r['network_images_per_s']:.2f}/s",
                     )
                 )
+        v = t["validate_achieved"]
+        loader = f"its loader ({t['workers']} processes) {t['loader_images_per_s']:.2f}/s"
+        rows.append(
+            (
+                "  validate",
+                f"{t['validate_images_per_s']:.2f}",
+                f"{v['tflops']:.2f}",
+                f"{v['peak_share']:.1%}",
+                loader,
+            )
+        )
         how = "tried" if t["largest_batch_tried"] else "estimated"
+        how += ", 16x the batch at most" if t["largest_batch_capped"] else ""
         memory = f"{t['peak_memory_mib']:.0f} MiB at batch {t['batch_size']}"
         rows.append(("  memory", memory, "", "", f"largest batch {t['largest_batch']} ({how})"))
     p = figures["prediction"]
     for run in p["runs"]:
         label = f"predict, {run['workers']} loader processes, {'compiled' if run['compiled'] else 'eager'}"
-        alone = f"forward alone {run['forward_images_per_s']:.2f}/s"
+        alone = f"forward alone {run['forward_images_per_s']:.2f}/s, {run['shard_seconds']:.1f} s a shard"
         rows.append(
             (
                 label,
@@ -700,7 +754,8 @@ def print_table(figures: dict[str, Any]) -> None:
     for count, hours in j["hours_by_devices"].items():
         print(f"  in all on {count} such device(s) (--resources gpu={count}): {hours:.1f} h")
     print(f"  the limit: {j['flops']:.2e} FLOP, {j['hours_at_peak']:.1f} h on one device at its peak")
-    print(f"measured in {figures['seconds']:.0f} s")
+    stages = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in figures["stage_seconds"].items())
+    print(f"measured in {figures['seconds']:.0f} s: {stages}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ held-out predictions for TensorBoard each epoch.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L  # noqa: N812
@@ -37,7 +38,7 @@ class SegmentationTask(L.LightningModule):
         self.bce = SoftBCEWithLogitsLoss()
         self.soft_dice = DiceLoss("binary", from_logits=True)
         self.examples: list[npt.NDArray[np.uint8]] = []
-        self.unchecked: tuple[torch.Tensor, int, int] | None = None  # the last step's loss (check_finite)
+        self.unchecked: Unchecked | None = None  # the last step's loss (check_finite)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Prepared inputs (N, 3, H', W') -> logits (N, 1, *input_size), tiles stitched for the UNet."""
@@ -57,21 +58,22 @@ class SegmentationTask(L.LightningModule):
         inputs, target = batch
         loss = self.loss(self.network(inputs.contiguous(memory_format=torch.channels_last)), target)
         self.check_finite()  # the step before's, which the GPU has finished by now
-        self.unchecked = (loss.detach(), self.current_epoch, batch_index)
+        self.unchecked = Unchecked(loss, self.current_epoch, batch_index)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(inputs))
         return loss
 
     def check_finite(self) -> None:
-        """Stop at a loss that is not finite, one step late: reading a loss waits for the GPU, and
-        reading the step before's instead lets the host queue this step's work meanwhile, so the
-        GPU never idles. Checked again before validation, so no checkpoint holds such a step."""
+        """Stop at a loss that is not finite, one step late: the loss reaches the host by an
+        asynchronous copy, read at the next step once the GPU is past it, so the host never
+        waits for the step it has just queued. Checked again before validation, so no checkpoint
+        holds such a step."""
         if self.unchecked is None:
             return
-        loss, epoch, batch_index = self.unchecked
+        loss, epoch, batch_index = self.unchecked.read()
         self.unchecked = None
-        if not torch.isfinite(loss):
+        if not math.isfinite(loss):
             raise JobError(
-                f"model {self.spec.name!r}: the training loss is {loss.item()} at epoch "
+                f"model {self.spec.name!r}: the training loss is {loss} at epoch "
                 f"{epoch + 1}, step {batch_index + 1}; no weights were written. Lower "
                 f"models.{self.spec.name}.optimizer.lr (it is {self.spec.optimizer.lr}) or set "
                 f"models.{self.spec.name}.precision to 32-true"
@@ -142,6 +144,25 @@ class SegmentationTask(L.LightningModule):
             return optimizer
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.spec.epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+class Unchecked:
+    """A step's loss on its way to the host: copied without blocking (into pinned memory) on a
+    GPU, with an event that marks when the copy is done."""
+
+    def __init__(self, loss: torch.Tensor, epoch: int, batch_index: int) -> None:
+        self.epoch, self.batch_index = epoch, batch_index
+        self.loss = loss.detach().to("cpu", non_blocking=True)
+        self.copied: torch.cuda.Event | None = None
+        if loss.is_cuda:
+            self.copied = torch.cuda.Event()  # type: ignore[no-untyped-call]
+            self.copied.record()
+
+    def read(self) -> tuple[float, int, int]:
+        """(the loss, its epoch, its step), waiting for the copy alone, not for later work."""
+        if self.copied is not None:
+            self.copied.synchronize()
+        return float(self.loss), self.epoch, self.batch_index
 
 
 def example_strip(
