@@ -204,6 +204,44 @@ def test_make_folds_stratifies_by_make(tmp_path: Path) -> None:
         assert len(makes) == len(set(makes)) == 2
 
 
+# 12 cars whose ids sort in an order unrelated to their mask areas: the car with the k-th smallest
+# id has area rank AREA_RANK_BY_ID[k] (0 = smallest). Sorted by id, blocks of 3 hold area ranks
+# {0, 4, 8}, {1, 5, 9}, {2, 6, 10}, {3, 7, 11}; sorted by area they hold {0, 1, 2}, {3, 4, 5}, ...
+AREA_RANK_BY_ID = (0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11)
+
+
+def write_masks_out_of_id_order(data_dir: Path) -> list[str]:
+    """train_masks.csv for 12 cars x 16 views on 5x6 masks; the car of area rank r covers the first
+    2 * (r + 1) pixels of each view. Returns the car ids from the smallest area to the largest."""
+    by_id = [f"{0xDEF000000000 + k:012x}" for k in range(len(AREA_RANK_BY_ID))]
+    by_area = [by_id[AREA_RANK_BY_ID.index(rank)] for rank in range(len(by_id))]
+    rows = []
+    for rank, car in enumerate(by_area):
+        text = f"1 {2 * (rank + 1)}"  # one run of 2 * (rank + 1) pixels from the first
+        rows += [(image_name(car, view), text) for view in range(1, VIEWS_PER_CAR + 1)]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["img", "rle_mask"]).to_csv(data_dir / "train_masks.csv", index=False)
+    return by_area
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_make_folds_deals_every_block_of_cars_sorted_by_mask_area_over_all_folds(
+    tmp_path: Path, seed: int
+) -> None:
+    # The module's promise: cars sorted by mask area are cut into blocks of n_folds cars and every
+    # block deals one car to each fold. With 12 cars in 3 folds the blocks by area are ranks
+    # {0, 1, 2}, {3, 4, 5}, {6, 7, 8}, {9, 10, 11}. A split that ignores the key (or sorts by car id,
+    # whose blocks here mix the area blocks) keeps all four blocks apart by chance in at most
+    # (3!)^4 / (12! / (4!)^3) = 1296 / 34650, about 1 seed in 27.
+    by_area = write_masks_out_of_id_order(tmp_path / "data")
+    assert sorted(by_area) != by_area and sorted(by_area) != by_area[::-1]  # ids not in area order
+    spec = FoldSpec(n_folds=3, seed=seed, stratify="mask_area")
+    table = make_folds(DatasetPaths(tmp_path / "data"), spec, tmp_path / "folds.csv")
+    fold_of = table.groupby("car_id")["fold"].first()
+    for start in range(0, 12, 3):
+        assert sorted(fold_of[by_area[start : start + 3]].tolist()) == [0, 1, 2], f"block {start // 3}"
+
+
 @pytest.mark.parametrize("stratify", ["mask_area", "make", "none"])
 def test_make_folds_does_not_depend_on_the_row_order_of_train_masks_csv(
     tmp_path: Path, stratify: str

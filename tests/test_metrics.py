@@ -30,6 +30,23 @@ def test_batched_dice_equals_the_per_image_one() -> None:
     assert got.tolist() == pytest.approx(expected)
 
 
+def test_any_nonzero_value_is_foreground_as_documented() -> None:
+    # Both functions take "nonzero as foreground", so 0.3 and 0.2 count as car as much as 1 or 255.
+    # Prediction nonzero at (0,0), (0,1), (1,0): 3 pixels; truth at (0,0), (1,2): 2 pixels; in
+    # common (0,0): 2 * 1 / (3 + 2) = 0.4. (Cut at 0.5 instead, the prediction keeps (1,0) alone
+    # and the truth (1,2) alone: Dice 0.)
+    prediction = np.array([[0.3, 0.2, 0.0], [255.0, 0.0, 0.0]])
+    truth = np.array([[0.4, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert dice(prediction, truth) == pytest.approx(0.4)
+    assert dice(prediction.astype(np.float32), truth.astype(np.float32)) == pytest.approx(0.4)
+    # A second image: a faint prediction everywhere (0.1) against no car: 2 * 0 / (6 + 0) = 0, not
+    # the 1 of two empty masks.
+    faint, empty = np.full((2, 3), 0.1), np.zeros((2, 3))
+    assert dice(faint, empty) == 0.0
+    got = dice_per_image(torch.tensor(np.stack([prediction, faint])), torch.tensor(np.stack([truth, empty])))
+    assert got.tolist() == pytest.approx([0.4, 0.0])
+
+
 def test_dice_refuses_masks_of_different_sizes() -> None:
     with pytest.raises(ValueError, match=r"prediction is \(2, 3\), truth is \(3, 2\)"):
         dice(np.zeros((2, 3)), np.zeros((3, 2)))

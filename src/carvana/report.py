@@ -182,7 +182,9 @@ def worst_oof_gallery(paths: ReportPaths, count: int) -> list[str]:
     weights = {model: float(weight) for model, weight in tuned["weights"].items()}
     worst = scores.sort_values([ENSEMBLE, "img"]).head(count)
     dataset = DatasetPaths(paths.data_dir)
-    truth_rle = pd.read_csv(dataset.train_masks_csv_path).set_index("img")["rle_mask"]
+    truth_rle = pd.read_csv(dataset.train_masks_csv_path, dtype=str, keep_default_na=False).set_index("img")[
+        "rle_mask"
+    ]
     plt = _pyplot()
     with atomic_path(paths.gallery_dir) as folder:
         folder.mkdir()

@@ -54,6 +54,81 @@ def test_flip_tta_averages_a_models_views() -> None:
     assert torch.allclose(merged, torch.full((1, 1, 1, 2), 0.5))
 
 
+def test_flip_tta_averages_probabilities_not_logits() -> None:
+    # identity view [ln 9, 0]; hflip view [ln 9, 0], flipped back [0, ln 9]. sigmoid(ln 9) = 0.9
+    # and sigmoid(0) = 0.5, so each pixel's mean probability is 0.7; the mean logit, ln 3, would
+    # give sigmoid(ln 3) = 0.75, and a view left unflipped would give [0.9, 0.5]
+    logits = torch.tensor([[[[np.log(9), 0.0]]], [[[np.log(9), 0.0]]]])
+    merged = merge_views(logits, ["identity", "hflip"])
+    assert torch.allclose(merged, torch.full((1, 1, 1, 2), 0.7), atol=1e-6)
+
+
+# ImageNet's mean and standard deviation per RGB channel, in 8-bit units: what the networks see
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
+IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
+
+
+def red_plus_ramp(red: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The logits of ``RedPlusRamp`` in NumPy: the normalised red channel (H, W) plus a ramp that
+    rises down the rows and falls along the columns, so no flip leaves it as it was."""
+    rows, cols = np.mgrid[: red.shape[0], : red.shape[1]]
+    return red + 0.25 * rows - 0.125 * cols
+
+
+class RedPlusRamp(nn.Module):
+    """A "network" whose logit at (row, col) is the input's first channel there plus
+    0.25 * row - 0.125 * col: a pixel's own value, and a position that flips move."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(inputs.shape[-2], dtype=torch.float32)[:, None]
+        cols = torch.arange(inputs.shape[-1], dtype=torch.float32)[None, :]
+        return inputs[:, :1] + 0.25 * rows - 0.125 * cols
+
+
+def sigmoid(logits: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return 1 / (1 + np.exp(-logits))
+
+
+def view_logits(image: npt.NDArray[np.uint8], axes: tuple[int, ...]) -> npt.NDArray[np.float64]:
+    """``red_plus_ramp`` of ``image`` (H, W, 3) flipped on ``axes`` (0 rows, 1 columns), flipped back."""
+    seen = np.flip(image, axis=axes).astype(np.float64)
+    red = (seen[..., 0] - IMAGENET_MEAN[0]) / IMAGENET_STD[0]
+    return np.flip(red_plus_ramp(red), axis=axes)
+
+
+# each TTA's views as the axes they flip, written out: the answer must not come from TTASpec.views()
+TTA_AXES = {
+    (True, False): [(), (1,)],
+    (False, True): [(), (0,)],
+    (True, True): [(), (1,), (0,), (0, 1)],
+}
+
+
+@pytest.mark.parametrize(("hflip", "vflip"), list(TTA_AXES))
+def test_an_ensemble_averages_each_flip_views_probabilities_flipped_back(hflip: bool, vflip: bool) -> None:
+    # a non-square image at the model's input size (no resize), two images to a batch
+    spec = ModelSpec.from_entry("m", {"arch": "unet11", "input_size": [32, 64], "gpu": 0})
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (32, 64, 3), dtype=np.uint8) for _ in range(2)]
+    ensemble = Ensemble([Member(spec, 0, RedPlusRamp())], TTASpec(hflip, vflip), torch.device("cpu"), None)
+    got = ensemble.probabilities(images)
+
+    for image, probability in zip(images, got, strict=True):
+        per_view = [view_logits(image, axes) for axes in TTA_AXES[hflip, vflip]]
+        expected = np.mean([sigmoid(logits) for logits in per_view], axis=0)
+        assert probability.shape == (32, 64)
+        assert np.allclose(probability, expected, atol=1e-5)
+        # guards: each wrong answer differs from the right one, so the test can tell them apart
+        mean_logit = sigmoid(np.mean(per_view, axis=0))
+        assert np.abs(expected - mean_logit).max() > 0.01
+        assert np.abs(expected - sigmoid(view_logits(image, ()))).max() > 0.01
+        if hflip and vflip:
+            no_hvflip = np.mean([sigmoid(logits) for logits in per_view[:3]], axis=0)
+            width_only = np.mean([sigmoid(logits) for logits in [*per_view[:3], per_view[1]]], axis=0)
+            assert np.abs(expected - no_hvflip).max() > 0.01
+            assert np.abs(expected - width_only).max() > 0.01
+
+
 def test_an_ensemble_of_one_model_equals_that_model() -> None:
     torch.manual_seed(0)
     spec = ModelSpec.from_entry("m", {"arch": "unet1024", "width": 0.125, "input_size": [64, 64]})

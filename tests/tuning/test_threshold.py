@@ -63,6 +63,28 @@ def test_ties_go_to_the_threshold_nearest_one_half() -> None:
     assert best_threshold(thresholds, np.array([0.95, 0.95, 0.9, 0.9]))[0] == 0.4
 
 
+def test_two_empty_masks_score_one_and_can_decide_the_threshold() -> None:
+    # A hand-made OOF set of two 2x3 images on the grid 0.3, 0.4, ..., 0.7, whose first car levels
+    # (of 255) are ceil(255 t) = 77, 102, 128, 153, 179.
+    thresholds = ThresholdGrid(0.3, 0.7, 0.1).values()
+    # Image A: no car; every pixel at 100. At 0.3 all 6 pixels are predicted: Dice 2*0/(6+0) = 0.
+    # From 0.4 on nothing is predicted: two empty masks, Dice 1.
+    empty_truth = np.zeros((2, 3), dtype=np.uint8)
+    a = dice_at_thresholds(*value_counts(np.full((2, 3), 100, np.uint8), empty_truth, 255), thresholds)
+    assert a.tolist() == [0, 1, 1, 1, 1]
+    silent = dice_at_thresholds(*value_counts(np.zeros((2, 3), np.uint8), empty_truth, 255), thresholds)
+    assert silent.tolist() == [1, 1, 1, 1, 1]
+    # Image B: 4 car pixels at 90, 90, 255, 255 and 2 background pixels at 0. At 0.3 all 4 are
+    # found: Dice 1; from 0.4 on only the two at 255: 2*2/(2+4) = 2/3.
+    truth = np.array([[1, 1, 1], [1, 0, 0]], dtype=np.uint8)
+    probability = np.array([[90, 90, 255], [255, 0, 0]], dtype=np.uint8)
+    b = dice_at_thresholds(*value_counts(probability, truth, 255), thresholds)
+    assert b == pytest.approx([1, 2 / 3, 2 / 3, 2 / 3, 2 / 3])
+    # Mean (0+1)/2 = 1/2 at 0.3 and (1 + 2/3)/2 = 5/6 from 0.4 to 0.7: the tie goes to 0.5. (Were
+    # the empty pair scored 0, the mean would be 1/2, 1/3, ... and 0.3 would win.)
+    assert best_threshold(thresholds, np.mean([a, b], axis=0)) == pytest.approx((0.5, 5 / 6))
+
+
 @pytest.mark.parametrize(
     ("start", "stop", "step"), [(0.0, 0.7, 0.01), (0.3, 1.0, 0.01), (0.6, 0.4, 0.01), (0.3, 0.7, 0)]
 )
@@ -128,6 +150,45 @@ def test_the_ensemble_is_tuned_on_the_weighted_mean_that_prediction_thresholds(t
     assert weighted["dull"].mean(axis=0).tolist() == [1, 0, 0, 0, 0]  # each model's own curve stays
     result = tune(paths, ["sharp", "dull"], grid, {"dull": 3})
     assert result["weights"] == {"sharp": 1.0, "dull": 3.0}
+
+
+def test_thresholds_json_gets_the_ensembles_best_threshold_not_a_models(tmp_path: Path) -> None:
+    # TRUTH has 15 car and 33 background pixels. Grid 0.3..0.7 by 0.1: a model's map counts as car
+    # from ceil(255 t) = 77, 102, 128, 153, 179; the two-model sum from ceil(510 t) = 153, 204, 255,
+    # 306, 357.
+    # "low": car 90, background 0. At 0.3 exactly the car: Dice 1; above, nothing: Dice 0. Best 0.3.
+    # "high": car 255, background 166. Up to 0.6 all 48 pixels: 2*15/(48+15) = 10/21; at 0.7 (179)
+    # only the car: Dice 1. Best 0.7.
+    # Ensemble sum: car 90 + 255 = 345, background 166. At 0.3 (153) all: 10/21; at 0.4, 0.5 and 0.6
+    # (204, 255, 306) only the car: 1; at 0.7 (357) nothing: 0. Best 0.4..0.6, the tie goes to 0.5.
+    low = TRUTH * 90
+    high = TRUTH * 255 + (1 - TRUTH) * 166
+    paths = _oof_set(tmp_path, {"low": low, "high": high})
+    tune(paths, ["low", "high"], ThresholdGrid(0.3, 0.7, 0.1))
+    written = json.loads((paths.out_dir / "thresholds.json").read_text())
+    assert written["threshold"] == 0.5
+    assert written["ensemble"] == {"threshold": 0.5, "dice": 1.0}
+    assert written["models"] == {
+        "low": {"threshold": 0.3, "dice": 1.0},
+        "high": {"threshold": 0.7, "dice": 1.0},
+    }
+    scores = pd.read_csv(paths.out_dir / "oof_scores.csv").set_index(["model", "fold"])
+    assert scores.loc[("low", "all"), "dice_at_0.5"] == 0.0
+    assert scores.loc[("high", "all"), "dice_at_0.5"] == pytest.approx(10 / 21, abs=1e-6)
+    assert scores.loc[(ENSEMBLE, "all"), "dice_at_0.5"] == 1.0
+
+
+def test_tune_reads_an_image_without_a_car_from_the_masks_table(tmp_path: Path) -> None:
+    # one image's mask is empty (its rle_mask cell is empty) and its map all background: Dice 1
+    # at every threshold, like the three images whose maps are exactly their masks
+    paths = _oof_set(tmp_path, {"m": TRUTH * 255})
+    masks = pd.read_csv(paths.data_dir / "train_masks.csv")
+    masks.loc[masks["img"] == "bbbbbbbbbbbb_02.jpg", "rle_mask"] = ""
+    masks.to_csv(paths.data_dir / "train_masks.csv", index=False)
+    cv2.imwrite(str(paths.models_dir / "m/fold1/oof/bbbbbbbbbbbb_02.png"), np.zeros_like(TRUTH))
+    assert ",\n" in (paths.data_dir / "train_masks.csv").read_text()  # the empty cell, as Kaggle writes it
+    result = tune(paths, ["m"], ThresholdGrid(0.3, 0.7, 0.1))
+    assert result["models"]["m"] == {"threshold": 0.5, "dice": 1.0}
 
 
 def test_a_missing_oof_map_names_the_job_to_rerun(tmp_path: Path) -> None:

@@ -93,6 +93,7 @@ def test_a_bad_config_is_rejected_before_any_job(tmp_path: Path, override: dict,
     assert not (work / "results").exists()
 
 
+@pytest.mark.slow  # a copy of the session's finished run, which runs the whole tiny pipeline
 def test_a_config_typo_on_a_finished_run_changes_no_file(finished_run: FinishedRun, tmp_path: Path) -> None:
     work = copy_run(finished_run.work, tmp_path / "work")
     before = _snapshot(work / "results")

@@ -87,7 +87,9 @@ def oof_dice(
         raise ValueError("no models to tune: configure at least one")
     scale = ensemble_scale(models, weights)
     folds = pd.read_csv(paths.folds_path).sort_values("img", ignore_index=True)
-    truth_rle = pd.read_csv(DatasetPaths(paths.data_dir).train_masks_csv_path).set_index("img")["rle_mask"]
+    truth_rle = pd.read_csv(
+        DatasetPaths(paths.data_dir).train_masks_csv_path, dtype=str, keep_default_na=False
+    ).set_index("img")["rle_mask"]
     thresholds = grid.values()
     members = [*models, ENSEMBLE]
     curves = {member: np.empty((len(folds), len(thresholds))) for member in members}
