@@ -1,7 +1,10 @@
 """GPU leases with fake devices: lock files only, no GPU needed.
 
-Each job is a real ``carvana with-gpus`` process that records which devices it got and when it
-held them; the checks are on those intervals.
+Each job is a real ``carvana with-gpus`` process whose command says which devices it got and holds
+them until the test releases it. So the jobs that must overlap do, however slow the machine: the
+test waits until a job holds its devices (``held``) before it starts the next step, and a job
+gives its devices back only when the test creates its ``release`` file. The checks are on the
+devices each job got and on the times it held them.
 """
 
 from __future__ import annotations
@@ -13,129 +16,218 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from barrier import WAIT_S, signal_file, wait_until
 from carvana.gpus import default_lock_dir, device_pool, lease, profile_resources, try_lease
 
 CARVANA = str(Path(sys.executable).parent / "carvana")
 
-# What a job records: the devices it was given and the time it held them (seconds, monotonic
-# clock shared by every process on the machine).
-RECORD = (
-    "import json, os, sys, time; start = time.monotonic(); time.sleep(float(sys.argv[2])); "
-    "json.dump({'devices': os.environ['CUDA_VISIBLE_DEVICES'], 'start': start, "
-    "'end': time.monotonic()}, open(sys.argv[1], 'w'))"
-)
+# A job's command: it writes the devices it was given to ``held`` (whole, by a rename), holds them
+# until ``release`` exists (at most a bound, then it fails), and records the devices and the time
+# it held them (seconds, monotonic clock shared by every process on the machine) in ``record``.
+HOLD = """
+import json, os, sys, time
+from pathlib import Path
+record, held, release = (Path(arg) for arg in sys.argv[1:4])
+start, devices = time.monotonic(), os.environ["CUDA_VISIBLE_DEVICES"]
+held.with_suffix(".tmp").write_text(devices)
+held.with_suffix(".tmp").replace(held)
+while not release.exists():
+    if time.monotonic() > start + float(sys.argv[4]):
+        sys.exit(f"never released: {release}")
+    time.sleep(0.01)
+record.write_text(json.dumps({"devices": devices, "start": start, "end": time.monotonic()}))
+"""
 
 
-def _environ(lock_dir: Path, devices: str) -> dict[str, str]:
-    environ = {key: value for key, value in os.environ.items() if key != "SLURM_JOB_ID"}
-    return {**environ, "CARVANA_GPU_DEVICES": devices, "CARVANA_GPU_LOCK_DIR": str(lock_dir)}
+@dataclass
+class Job:
+    """A ``carvana with-gpus`` process running ``HOLD``; its files are in ``folder``."""
+
+    folder: Path
+    process: subprocess.Popen[bytes]
+
+    def first_line(self) -> str:
+        """What ``with-gpus`` printed first (that it leased, or that it waits), once printed."""
+        log = self.folder / "log"
+        text = wait_until(
+            lambda: log.read_text() if "\n" in log.read_text() else "", f"a line in {log}", self.process
+        )
+        return text.partition("\n")[0]
+
+    def holds(self) -> bool:
+        return (self.folder / "held").exists()
+
+    def devices(self) -> str:
+        """The devices the job holds, once its command runs."""
+        held = self.folder / "held"
+        wait_until(held.exists, f"{self.folder.name} to hold its devices", self.process)
+        return held.read_text()
+
+    def release(self) -> None:
+        signal_file(self.folder / "release")
+
+    def finish(self) -> str:
+        """What ``with-gpus`` and the command printed, once the job has ended well."""
+        self.process.wait(timeout=WAIT_S)
+        log = (self.folder / "log").read_text()
+        assert self.process.returncode == 0, log
+        return log
+
+    def record(self) -> dict[str, object]:
+        return dict(json.loads((self.folder / "record").read_text()))
 
 
-def _job(
-    record: Path, environ: dict[str, str], gpus: int = 1, hold_s: float = 0.8, asked: int | None = None
-) -> subprocess.Popen[str]:
-    asked_args = ["--asked", str(asked)] if asked is not None else []
-    command = [sys.executable, "-c", RECORD, str(record), str(hold_s)]
-    return subprocess.Popen(
-        [CARVANA, "with-gpus", "--gpus", str(gpus), *asked_args, "--", *command],
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+@dataclass
+class Jobs:
+    """Starts jobs in ``root``; kills those still running when the test ends."""
+
+    root: Path
+    started: list[Job] = field(default_factory=list)
+
+    def environ(self, devices: str) -> dict[str, str]:
+        """A pool of fake ``devices`` (a comma list) whose lock files are in the test's folder."""
+        environ = {key: value for key, value in os.environ.items() if key != "SLURM_JOB_ID"}
+        return {**environ, "CARVANA_GPU_DEVICES": devices, "CARVANA_GPU_LOCK_DIR": str(self.root / "locks")}
+
+    def start(
+        self,
+        name: str,
+        environ: dict[str, str],
+        gpus: int = 1,
+        asked: int | None = None,
+        released: bool = False,
+    ) -> Job:
+        """``carvana with-gpus --gpus GPUS -- HOLD``; ``released``: the command ends at once."""
+        folder = self.root / name
+        folder.mkdir()
+        if released:
+            signal_file(folder / "release")
+        asked_args = ["--asked", str(asked)] if asked is not None else []
+        files = [str(folder / file) for file in ("record", "held", "release")]
+        command = [sys.executable, "-c", HOLD, *files, str(2 * WAIT_S)]
+        with (folder / "log").open("wb") as log:
+            process = subprocess.Popen(
+                [CARVANA, "with-gpus", "--gpus", str(gpus), *asked_args, "--", *command],
+                env=environ,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.started.append(Job(folder, process))
+        return self.started[-1]
 
 
-def _first_line(job: subprocess.Popen[str]) -> str:
-    assert job.stdout is not None
-    return job.stdout.readline()
+@pytest.fixture
+def jobs(tmp_path: Path) -> Iterator[Jobs]:
+    started = Jobs(tmp_path)
+    yield started
+    for job in started.started:
+        if job.process.poll() is None:
+            job.process.kill()
+            job.process.wait()
 
 
-def _records(paths: list[Path]) -> list[dict[str, object]]:
-    return [json.loads(path.read_text()) for path in paths]
+def _holders(jobs: list[Job], count: int) -> list[Job]:
+    """The jobs of ``jobs`` that hold their devices, once at least ``count`` do."""
+
+    def holding() -> list[Job]:
+        found = [job for job in jobs if job.holds()]
+        return found if len(found) >= count else []
+
+    return wait_until(holding, f"{count} of the jobs to hold their devices")
 
 
-def test_k_concurrent_jobs_never_share_a_device_and_the_rest_wait(tmp_path: Path) -> None:
-    environ = _environ(tmp_path / "locks", "0,1")
-    paths = [tmp_path / f"job{index}.json" for index in range(5)]
-    jobs = [_job(path, environ) for path in paths]
-    logs = [job.communicate(timeout=60)[0] for job in jobs]
-    assert [job.returncode for job in jobs] == [0] * 5, logs
-    records = _records(paths)
+def test_k_concurrent_jobs_never_share_a_device_and_the_rest_wait(jobs: Jobs) -> None:
+    environ = jobs.environ("0,1")
+    started = [jobs.start(f"job{index}", environ) for index in range(5)]
+    # five jobs on two devices, each holding its device until released: rounds of two, two and one
+    waiting = started
+    for count in (2, 2, 1):
+        holders = _holders(waiting, count)
+        assert len(holders) == count
+        assert len({job.devices() for job in holders}) == count  # one device each
+        waiting = [job for job in waiting if job not in holders]
+        # each of the rest tried while both devices were held (until released, below), so it waited
+        lines = [job.first_line() for job in waiting]
+        assert all("GPU: waiting for 1 free of 0,1" in line for line in lines), lines
+        for job in holders:
+            job.release()
+            job.finish()
+    logs = [job.finish() for job in started]
+    assert all("GPU: leased device(s)" in log for log in logs)
+    records = [job.record() for job in started]
     assert {record["devices"] for record in records} == {"0", "1"}
     for a in records:
         overlapping = [b for b in records if b["start"] < a["end"] and a["start"] < b["end"]]  # type: ignore[operator]
         # a job overlaps itself and at most one other job, which holds the other device
         assert len(overlapping) <= 2
         assert len({b["devices"] for b in overlapping}) == len(overlapping)
-    # five jobs of 0.8 s on two devices: three rounds, so the run spans at least 3 x 0.8 s
-    span = max(r["end"] for r in records) - min(r["start"] for r in records)  # type: ignore[type-var, operator]
-    assert span >= 3 * 0.8 - 0.05
-    assert sum("GPU: waiting for 1 free of 0,1" in log for log in logs) >= 3
-    assert all("GPU: leased device(s)" in log for log in logs)
 
 
-def test_a_two_gpu_job_gets_two_distinct_devices_and_waits_for_both(tmp_path: Path) -> None:
-    environ = _environ(tmp_path / "locks", "0,1,2")
-    single = _job(tmp_path / "single.json", environ, gpus=1, hold_s=2.0)
-    assert "GPU: leased device(s) 0 of 0,1,2" in _first_line(single)  # it holds device 0 first
-    pair = _job(tmp_path / "pair.json", environ, gpus=2, hold_s=0.2)
-    triple = _job(tmp_path / "triple.json", environ, gpus=3, hold_s=0.2)
-    for job in (single, pair, triple):
-        job.communicate(timeout=60)
-        assert job.returncode == 0
-    single_r, pair_r, triple_r = _records([tmp_path / f"{n}.json" for n in ("single", "pair", "triple")])
-    assert single_r["devices"] == "0"
-    assert pair_r["devices"] == "1,2"
-    assert triple_r["devices"] == "0,1,2"
+def test_a_two_gpu_job_gets_two_distinct_devices_and_waits_for_both(jobs: Jobs) -> None:
+    environ = jobs.environ("0,1,2")
+    single = jobs.start("single", environ, gpus=1)
+    assert single.devices() == "0"  # held until released below
+    pair = jobs.start("pair", environ, gpus=2)
+    triple = jobs.start("triple", environ, gpus=3)
+    assert pair.devices() == "1,2"
+    assert "GPU: waiting for 3 free of 0,1,2" in triple.first_line()  # device 0 is still held
+    pair.release()
+    pair.finish()
+    assert not triple.holds()  # devices 1 and 2 free are not three
+    single.release()
+    single.finish()
+    assert triple.devices() == "0,1,2"
+    triple.release()
+    triple.finish()
+    single_r, pair_r, triple_r = (job.record() for job in (single, pair, triple))
     assert triple_r["start"] >= max(single_r["end"], pair_r["end"])  # type: ignore[type-var]
 
 
-def test_a_killed_job_frees_its_device_at_once(tmp_path: Path) -> None:
-    environ = _environ(tmp_path / "locks", "0")
-    holder = _job(tmp_path / "holder.json", environ, hold_s=60)
-    assert "GPU: leased device(s) 0 of 0" in _first_line(holder)
-    assert try_lease(1, ["0"], tmp_path / "locks") is None  # held by the running job
-    holder.send_signal(signal.SIGKILL)
-    holder.wait(timeout=10)
-    held = try_lease(1, ["0"], tmp_path / "locks")
+def test_a_killed_job_frees_its_device_at_once(jobs: Jobs) -> None:
+    holder = jobs.start("holder", jobs.environ("0"))  # never released
+    assert holder.devices() == "0"
+    assert try_lease(1, ["0"], jobs.root / "locks") is None  # held by the running job
+    holder.process.send_signal(signal.SIGKILL)
+    holder.process.wait(timeout=10)
+    held = try_lease(1, ["0"], jobs.root / "locks")
     assert held is not None and held.devices == ["0"]
     held.release()
 
 
-def test_gpu_zero_hides_every_device_and_a_cut_is_warned_about(tmp_path: Path) -> None:
-    environ = {**_environ(tmp_path / "locks", "0,1"), "CUDA_VISIBLE_DEVICES": "0,1"}
-    job = _job(tmp_path / "cpu.json", environ, gpus=0, hold_s=0, asked=2)
-    log = job.communicate(timeout=60)[0]
-    assert job.returncode == 0
-    assert _records([tmp_path / "cpu.json"])[0]["devices"] == ""
+def test_gpu_zero_hides_every_device_and_a_cut_is_warned_about(jobs: Jobs) -> None:
+    environ = {**jobs.environ("0,1"), "CUDA_VISIBLE_DEVICES": "0,1"}
+    job = jobs.start("cpu", environ, gpus=0, asked=2, released=True)
+    log = job.finish()
+    assert job.record()["devices"] == ""
     assert "asks for 2 GPU(s) but --resources gpu=0 allows 0: it runs on the CPU" in log
-    assert not (tmp_path / "locks").exists()  # nothing leased
+    assert not (jobs.root / "locks").exists()  # nothing leased
 
 
-def test_jobs_in_one_slurm_allocation_share_its_devices_and_another_job_is_apart(tmp_path: Path) -> None:
+def test_jobs_in_one_slurm_allocation_share_its_devices_and_another_job_is_apart(jobs: Jobs) -> None:
     job_id = f"test-{os.getpid()}-{time.monotonic_ns()}"
     environ = {key: value for key, value in os.environ.items() if not key.startswith("CARVANA_GPU")}
     environ = {**environ, "SLURM_JOB_ID": job_id, "CUDA_VISIBLE_DEVICES": "0,1"}
     lock_dir = default_lock_dir(environ)
     assert lock_dir.name == f"slurm-{job_id}"
     try:
-        paths = [tmp_path / "a.json", tmp_path / "b.json", tmp_path / "other.json"]
-        jobs = [_job(paths[0], environ), _job(paths[1], environ)]
+        a, b = jobs.start("a", environ), jobs.start("b", environ)
+        assert {a.devices(), b.devices()} == {"0", "1"}  # both held until released below
         # another Slurm job on the node numbers its own device from 0 too: never made to wait
-        jobs.append(
-            _job(paths[2], {**environ, "SLURM_JOB_ID": f"{job_id}-other", "CUDA_VISIBLE_DEVICES": "0"})
+        other = jobs.start(
+            "other", {**environ, "SLURM_JOB_ID": f"{job_id}-other", "CUDA_VISIBLE_DEVICES": "0"}
         )
-        for job in jobs:
-            job.communicate(timeout=60)
-            assert job.returncode == 0
-        a, b, other = _records(paths)
-        assert {a["devices"], b["devices"]} == {"0", "1"}
-        assert other["devices"] == "0"
-        assert other["start"] < max(a["end"], b["end"])  # type: ignore[operator]
+        assert "GPU: leased device(s) 0 of 0" in other.first_line()
+        assert other.devices() == "0"
+        for job in (a, b, other):
+            job.release()
+            job.finish()
+        assert other.record()["start"] < min(a.record()["end"], b.record()["end"])  # type: ignore[operator]
     finally:
         shutil.rmtree(lock_dir, ignore_errors=True)
         shutil.rmtree(lock_dir.with_name(f"slurm-{job_id}-other"), ignore_errors=True)

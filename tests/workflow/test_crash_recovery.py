@@ -1,15 +1,19 @@
 """A run killed mid-way, as a crash or a lost node kills it (SIGKILL to Snakemake and its jobs),
 then the README's two recovery commands: finished work is kept, a training job resumes from its
-last checkpoint, and only the prediction shards that were not finished run again."""
+last checkpoint, and only the prediction shards that were not finished run again.
+
+The kill lands at a known point however slow the machine: the killed run holds one chosen write
+(``hold_at_write``: a file whole beside its target, not yet renamed into place) until it is killed,
+so the test waits for that hold, not for a moment that a fast job may already have run past."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -19,8 +23,13 @@ import pytest
 import torch
 from workflow_runs import FinishedRun, copy_run, edit_config, environ, snakemake
 
+from barrier import wait_until
+
 T = TypeVar("T")
-EPOCHS = 12  # unet1024's epochs here: enough that the kill lands while it trains
+EPOCHS = 12  # unet1024's epochs here
+SAVED = 2  # last.ckpt writes that land before the killed run holds the next one
+HOLD_AT_WRITE = Path(__file__).with_name("hold_at_write")  # the sitecustomize.py that holds a write
+RUN_S = 300  # at most, from the start of a run to its held write; seconds
 
 
 @pytest.mark.slow
@@ -34,13 +43,16 @@ def test_a_killed_training_job_resumes_from_its_last_checkpoint(
         checkpoint.unlink()  # the finished run's: only checkpoints of this run count below
     others = _stamps(work, "results/models/unet/*/weights.pt", "results/models/unet11/*/weights.pt")
 
-    run = _start(work, tmp_path / "killed.log")
-    checkpoints = _wait_for(lambda: list(runs.glob("fold*/checkpoints/last.ckpt")), run)
-    _kill(run)
-    (last,) = checkpoints
+    hold = tmp_path / "hold"
+    run = _start(work, tmp_path / "killed.log", _holding_write(work, "last.ckpt", SAVED, hold))
+    held = _kill_when(
+        lambda: _read(hold / "held"), f"a training job to save last.ckpt {SAVED + 1} times", run
+    )
+    (last,) = runs.glob("fold*/checkpoints/last.ckpt")
+    assert Path(held) == last.resolve()  # killed while saving that job's next checkpoint
     fold_dir = last.parents[1]
     done = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1  # epochs finished
-    assert done < EPOCHS, "the job finished before it was killed"
+    assert done == SAVED  # one last.ckpt an epoch; the one being saved at the kill never landed
     assert not (fold_dir / "weights.pt").exists()
 
     _recover(work)
@@ -58,12 +70,16 @@ def test_a_killed_prediction_run_keeps_its_finished_shards(finished_run: Finishe
     edit_config(work, {"predict.shards": 4})
     weights = _stamps(work, "results/models/*/*/weights.pt")
 
-    log = tmp_path / "killed.log"
-    run = _start(work, log)
-    _wait_for(lambda: _finished(log.read_text(), "predict"), run)  # as Snakemake records it
-    _kill(run)
+    log, hold = tmp_path / "killed.log", tmp_path / "hold"
+    run = _start(work, log, _holding_write(work, "shard_*-of-4.csv", 1, hold))
+
+    def held_after_one() -> bool:  # one shard finished, as Snakemake records it; the next one held
+        return (hold / "held").is_file() and bool(_finished(log.read_text(), "predict"))
+
+    _kill_when(held_after_one, "a finished prediction shard and the next one held", run)
     done = _finished(log.read_text(), "predict")
-    assert 1 <= len(done) < 4
+    assert len(done) == 1
+    assert Path(_read(hold / "held")).name not in {Path(name).name for name in done}
     finished = {path: path.stat().st_mtime_ns for path in (work / name for name in done)}
 
     output = _recover(work)
@@ -80,17 +96,38 @@ def test_a_killed_prediction_run_keeps_its_finished_shards(finished_run: Finishe
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _start(work: Path, log: Path) -> subprocess.Popen[bytes]:
+def _start(work: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """``snakemake --cores 1`` in its own process group, so that one signal reaches every job."""
     with log.open("wb") as output:
         return subprocess.Popen(
             [sys.executable, "-m", "snakemake", "--cores", "1"],
             cwd=work,
-            env=environ(work),
+            env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def _holding_write(work: Path, name: str, after: int, hold: Path) -> dict[str, str]:
+    """The environment of a run in ``work`` whose processes put the first ``after`` files named
+    ``name`` (a glob) in place and hold the next one; ``hold`` gets the file ``held``, which
+    names it, once a process holds it (see ``hold_at_write/sitecustomize.py``)."""
+    assert (HOLD_AT_WRITE / "sitecustomize.py").is_file()  # else nothing is held, the run just ends
+    hold.mkdir()
+    env = environ(work)
+    path = [str(HOLD_AT_WRITE), *filter(None, [env.get("PYTHONPATH")])]
+    return {
+        **env,
+        "PYTHONPATH": os.pathsep.join(path),
+        "HOLD_AT_WRITE_NAME": name,
+        "HOLD_AT_WRITE_AFTER": str(after),
+        "HOLD_AT_WRITE_DIR": str(hold),
+    }
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
 
 
 def _finished(log: str, rule: str) -> list[str]:
@@ -100,21 +137,18 @@ def _finished(log: str, rule: str) -> list[str]:
     return [output for output, jobid in re.findall(block, log) if jobid in ended]
 
 
-def _wait_for(found: Callable[[], list[T]], run: subprocess.Popen[bytes], seconds: float = 300) -> list[T]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        paths = found()
-        if paths:
-            return paths
-        if run.poll() is not None:
-            pytest.fail(f"the run ended (status {run.returncode}) before the moment to kill it")
-        time.sleep(0.05)
-    _kill(run)
-    pytest.fail(f"nothing to kill at after {seconds} s")
+def _kill_when(found: Callable[[], T], what: str, run: subprocess.Popen[bytes]) -> T:
+    """The first true value of ``found()``, the moment to kill the run, which is then killed; the
+    test fails (the run killed all the same) if the run ends first or ``RUN_S`` pass."""
+    try:
+        return wait_until(found, what, run, timeout_s=RUN_S)
+    finally:
+        _kill(run)
 
 
 def _kill(run: subprocess.Popen[bytes]) -> None:
-    os.killpg(run.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # a run that ended early left no group
+        os.killpg(run.pid, signal.SIGKILL)
     run.wait(timeout=60)
 
 
