@@ -233,7 +233,7 @@ def test_the_tuned_thresholds_are_the_best_of_the_oof_dice_worked_out_here(finis
 @pytest.mark.slow
 def test_the_offline_score_is_the_submissions_dice_worked_out_here(finished_run: FinishedRun) -> None:
     """score.json against the submission scored in NumPy on the hidden test masks, and above what
-    an empty submission scores there."""
+    an empty, an all-car or a transposed submission scores there."""
     work = finished_run.work
     truth = pd.read_csv(work / "results/truth/test_masks.csv").set_index("img")["rle_mask"]
     submission = pd.read_csv(work / "results/submission.csv.gz", keep_default_na=False)
@@ -251,15 +251,12 @@ def test_the_offline_score_is_the_submissions_dice_worked_out_here(finished_run:
     score = json.loads((work / "results/score.json").read_text())
     assert score["mean_dice"] == pytest.approx(np.mean(ours), abs=1e-9)
     assert score["min_dice"] == pytest.approx(np.min(ours), abs=1e-9)
-    # Measured on this run: empty 0 (every test mask has a car), every pixel car 0.35, the true
-    # masks transposed 0.33, and the submission 0.35. After one epoch the tiny networks' maps sit
-    # near 0.5 everywhere (the ensemble's OOF maps between 0.45 and 0.47), and at the tuned 0.46
-    # the submission calls every pixel car: it reads the same transposed, so no floor on this run
-    # can tell a transposed submission from it. The floor it can hold is empty's, with a margin.
     baselines = f"empty {np.mean(empty):.3f}, all car {np.mean(all_car):.3f}, transposed truth "
     baselines += f"{np.mean(transposed):.3f}, submission {np.mean(ours):.3f}"
+    # Measured on this run: empty 0 (every test mask has a car), every pixel car 0.351, the true
+    # masks transposed 0.326, the submission 0.585 (unet1024's 3 epochs at lr 0.003 carry it).
     assert np.mean(empty) == 0, baselines
-    assert np.mean(ours) >= np.mean(empty) + 0.2, baselines
+    assert np.mean(ours) >= max(np.mean(all_car), np.mean(transposed)) + 0.1, baselines
 
 
 @pytest.mark.slow
