@@ -7,13 +7,14 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+MUTATE_CHILDREN ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # albumentations asks the network for a newer version at import unless told not to.
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run report test browser lint format bench gpu-check clean
+.PHONY: install run report test browser lint format bench gpu-check mutate clean
 
 install: $(STAMP)
 
@@ -59,6 +60,17 @@ format: $(STAMP)
 	ruff check --fix src tests benchmarks
 	ruff format src tests benchmarks
 	snakefmt Snakefile workflow/rules
+
+# Mutation testing of the pure core (rle, metrics, folds, thresholds, TTA, ensemble, weights)
+# against its fast tests: every mutant a test does not kill is listed. Not part of `make test`.
+mutate: $(STAMP)
+	python -m pip install --quiet -e '.[mutate]'
+	rm -rf mutants
+	mkdir -p results && mutmut run --max-children $(MUTATE_CHILDREN) > results/mutmut.log 2>&1 || { tail -20 results/mutmut.log; exit 1; }
+	mutmut export-cicd-stats > /dev/null
+	@python -c "import json; s = json.load(open('mutants/mutmut-cicd-stats.json')); \
+	  print(f\"mutants: {s['killed']} killed of {s['total']}, {s['survived']} survived, {s['timeout']} timed out, {s['no_tests']} untested\")"
+	mutmut results
 
 clean:
 	rm -rf results/* .snakemake
