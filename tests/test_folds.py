@@ -130,6 +130,10 @@ def test_fold_spec_rejects_fewer_than_two_folds() -> None:
         FoldSpec(n_folds=1)
 
 
+def test_fold_spec_accepts_two_folds() -> None:
+    assert FoldSpec(n_folds=2).n_folds == 2  # the smallest split that has a held-out fold
+
+
 # --- make_folds on a hand-made dataset folder --------------------------------------------------
 
 N_CARS = 6
@@ -137,15 +141,19 @@ MASK_SHAPE = (4, 6)  # 24 pixels
 MAKES = ("Audi", "Audi", "BMW", "BMW", "Ford", "Ford")
 
 
-def write_dataset(data_dir: Path, shuffle_rows: bool = False) -> list[str]:
-    """6 cars x 16 views. Car k's masks cover the first 2 * (k + 1) pixels: areas 2, 4, ..., 12."""
+def write_dataset(
+    data_dir: Path, shuffle_rows: bool = False, areas: tuple[int, ...] = (2, 4, 6, 8, 10, 12)
+) -> list[str]:
+    """6 cars x 16 views. Car k's masks cover the first areas[k] pixels (an area of 0 is an empty
+    mask, an empty field in train_masks.csv)."""
+    assert len(areas) == N_CARS
     cars = [f"{0xABC000000000 + k:012x}" for k in range(N_CARS)]
     rows = []
-    for k, car in enumerate(cars):
+    for car, area in zip(cars, areas, strict=True):
         mask = np.zeros(MASK_SHAPE[0] * MASK_SHAPE[1], dtype=np.uint8)
-        mask[: 2 * (k + 1)] = 1
+        mask[:area] = 1
         text = rle.encode(mask.reshape(MASK_SHAPE))
-        assert text == f"1 {2 * (k + 1)}"
+        assert text == (f"1 {area}" if area else "")
         rows += [(image_name(car, view), text) for view in range(1, VIEWS_PER_CAR + 1)]
     masks = pd.DataFrame(rows, columns=["img", "rle_mask"])
     if shuffle_rows:
@@ -181,6 +189,10 @@ def test_make_folds_writes_one_row_per_image_and_one_fold_per_car(tmp_path: Path
     assert (written.groupby("car_id")["fold"].nunique() == 1).all()  # no car in two folds
     assert sorted(written.groupby("fold")["car_id"].nunique().tolist()) == [2, 2, 2]  # 6 cars / 3 folds
     pd.testing.assert_frame_equal(table, written, check_dtype=False)
+    # Folds are integers in the file and in the table: a float column would write "1.0", and the
+    # tuning report would name its groups "1.0".
+    assert set(pd.read_csv(folds_path, dtype=str)["fold"]) == {"0", "1", "2"}
+    assert pd.api.types.is_integer_dtype(table["fold"])
 
 
 def test_make_folds_stratifies_by_mask_area(tmp_path: Path) -> None:
@@ -202,6 +214,55 @@ def test_make_folds_stratifies_by_make(tmp_path: Path) -> None:
     for fold in range(3):
         makes = [make for car, make in zip(cars, MAKES, strict=True) if fold_of[car] == fold]
         assert len(makes) == len(set(makes)) == 2
+
+
+def test_make_folds_reads_an_empty_mask_as_area_zero(tmp_path: Path) -> None:
+    # Car 0 has no foreground in any view: its train_masks.csv fields are empty, which must read as
+    # the empty RLE string (area 0), not as a missing value. Areas 0, 4, 6, 8, 10, 12 with 3 folds:
+    # blocks {car 0, 1, 2} and {car 3, 4, 5}, so every fold has one small car and one large car.
+    cars = write_dataset(tmp_path / "data", areas=(0, 4, 6, 8, 10, 12))
+    assert ",\n" in (tmp_path / "data" / "train_masks.csv").read_text()  # an empty field really is there
+    table = make_folds(DatasetPaths(tmp_path / "data"), FoldSpec(3, 0, "mask_area"), tmp_path / "folds.csv")
+    fold_of = table.groupby("car_id")["fold"].first()
+    assert sorted(fold_of[cars[:3]].tolist()) == [0, 1, 2]
+    assert sorted(fold_of[cars[3:]].tolist()) == [0, 1, 2]
+
+
+def test_make_folds_accepts_as_many_folds_as_cars(tmp_path: Path) -> None:
+    # 6 cars in 6 folds (leave one car out): one block of 6 deals one car to each fold.
+    cars = write_dataset(tmp_path / "data")
+    table = make_folds(DatasetPaths(tmp_path / "data"), FoldSpec(n_folds=6), tmp_path / "folds.csv")
+    fold_of = table.groupby("car_id")["fold"].first()
+    assert sorted(fold_of[cars].tolist()) == [0, 1, 2, 3, 4, 5]
+
+
+# 12 cars, 4 makes of 3 cars each, listed in metadata.csv in an order unrelated to their makes.
+MAKE_BY_ID = ("Ford", "Audi", "Jeep", "BMW", "Audi", "Ford", "Jeep", "BMW", "BMW", "Jeep", "Ford", "Audi")
+
+
+@pytest.mark.parametrize("id_style", ["hex", "digits"])
+def test_make_folds_deals_every_make_over_all_folds(tmp_path: Path, id_style: str) -> None:
+    # With 3 folds and 3 cars of each make, the cars sorted by make form blocks that are exactly the
+    # makes, so every fold gets one car of each make, for every seed. A split that ignores the make
+    # does so by chance in (3!)^4 / (12! / (4!)^3) = 1296 / 34650, about 1 seed in 27, so 5 seeds
+    # in a row about 1 time in 14 million. Ids made of digits only (hex ids can be) must stay
+    # strings, or no car would find its make in metadata.csv.
+    n_cars = len(MAKE_BY_ID)
+    cars = [f"{0xABC000000000 + k:012x}" if id_style == "hex" else f"{k:012d}" for k in range(n_cars)]
+    rows = [(image_name(car, view), f"1 {k + 1}") for k, car in enumerate(cars) for view in (1, 2)]
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    pd.DataFrame(rows, columns=["img", "rle_mask"]).to_csv(data_dir / "train_masks.csv", index=False)
+    pd.DataFrame({"id": cars, "year": ["2016"] * n_cars, "make": list(MAKE_BY_ID)}).to_csv(
+        data_dir / "metadata.csv", index=False
+    )
+    make_of = dict(zip(cars, MAKE_BY_ID, strict=True))
+    for seed in range(5):
+        table = make_folds(DatasetPaths(data_dir), FoldSpec(3, seed, "make"), tmp_path / "folds.csv")
+        fold_of = table.groupby("car_id")["fold"].first()
+        for fold in range(3):
+            makes = sorted(make_of[car] for car in cars if fold_of[car] == fold)
+            assert makes == ["Audi", "BMW", "Ford", "Jeep"], f"seed {seed}, fold {fold}"
 
 
 # 12 cars whose ids sort in an order unrelated to their mask areas: the car with the k-th smallest

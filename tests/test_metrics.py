@@ -50,3 +50,16 @@ def test_any_nonzero_value_is_foreground_as_documented() -> None:
 def test_dice_refuses_masks_of_different_sizes() -> None:
     with pytest.raises(ValueError, match=r"prediction is \(2, 3\), truth is \(3, 2\)"):
         dice(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+def test_a_single_wrong_pixel_scores_zero_not_one() -> None:
+    # Each 2x3 image has one foreground pixel in all: |X| + |Y| = 1, so Dice = 2 * 0 / 1 = 0. Only
+    # |X| + |Y| = 0 (both empty) scores 1.
+    one_pixel, empty = np.zeros((2, 3)), np.zeros((2, 3))
+    one_pixel[1, 2] = 1
+    assert dice(one_pixel, empty) == 0.0
+    assert dice(empty, one_pixel) == 0.0
+    got = dice_per_image(
+        torch.tensor(np.stack([one_pixel, empty])), torch.tensor(np.stack([empty, one_pixel]))
+    )
+    assert got.tolist() == [0.0, 0.0]

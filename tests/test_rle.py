@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -110,6 +112,21 @@ def test_encode_accepts_bool_and_uint8_masks_alike(mask: np.ndarray) -> None:
     assert rle.encode(mask) == HAND_RLE
 
 
+@pytest.mark.parametrize(
+    "mask",
+    [
+        HAND_MASK.astype(np.int64),  # 8 bytes a pixel: a byte view of it would be 8x too long
+        HAND_MASK.astype(np.float32) * np.float32(0.7),  # a probability-like map, nonzero = car
+        # uint8 with several nonzero values: the car is still the run 2..3 and the run 8..10, and
+        # neither 1 -> 2 nor 200 -> 7 inside a run starts a new one.
+        np.array([[0, 1, 2, 0], [0, 0, 0, 200], [7, 255, 0, 0]], dtype=np.uint8),
+    ],
+    ids=["int64", "float32", "uint8-mixed-nonzero"],
+)
+def test_encode_takes_any_dtype_with_nonzero_as_foreground(mask: np.ndarray) -> None:
+    assert rle.encode(mask) == HAND_RLE
+
+
 def test_encode_rejects_a_mask_that_is_not_2d() -> None:
     with pytest.raises(ValueError, match=r"must be 2-D \(height, width\), got shape \(3, 4, 1\)"):
         rle.encode(HAND_MASK[:, :, None])
@@ -144,6 +161,9 @@ BAD_RLES = [
     ("5 1 1 1", r"run 2 starts at 1, the previous one ends at 5"),
     # Touching: run 1 covers pixels 1..2, run 2 starts at 3 (should have been "1 4").
     ("1 2 3 2", r"run 2 starts at 3, the previous one ends at 2"),
+    # Runs 1 and 2 are fine (pixel 1; pixels 5..7); run 3 starts at 6, inside run 2. Every run
+    # must be checked against the one before it, not only against the first.
+    ("1 1 5 3 6 1", r"run 3 starts at 6, the previous one ends at 7"),
 ]
 
 
@@ -162,6 +182,30 @@ def test_decode_rejects_malformed_rle(text: str, message: str) -> None:
 def test_a_run_ending_on_the_last_pixel_is_accepted() -> None:
     # The boundary next to "11 3": start 11, length 2 covers pixels 11..12 exactly.
     np.testing.assert_array_equal(rle.decode("11 2", (3, 4)).reshape(-1), [0] * 10 + [1, 1])
+
+
+@pytest.mark.parametrize("text", ["", "   "], ids=["empty", "blank"])
+def test_an_empty_rle_parses_to_no_runs(text: str) -> None:
+    # The documented result: int64 starts and lengths, both of size 0 (an image without a car).
+    starts, lengths = rle.parse(text, (3, 4))
+    assert (starts.shape, lengths.shape) == ((0,), (0,))
+    assert (starts.dtype, lengths.dtype) == (np.int64, np.int64)
+
+
+# A bad cell is quoted in the error whole up to 60 characters, cut to its first 60 and "..." beyond
+# that, so that a corrupt megabyte-long cell of a submission does not flood the report.
+CLIPPED = [
+    (60, "1 " * 29 + "1x", "1 " * 29 + "1x"),  # shown whole
+    (61, "1 " * 30 + "x", "1 " * 30 + "..."),  # the first 60 characters, then "..."
+    (10_001, "1 " * 5000 + "x", "1 " * 30 + "..."),
+]
+
+
+@pytest.mark.parametrize(("length", "text", "shown"), CLIPPED, ids=["60", "61", "10001"])
+def test_a_long_malformed_rle_is_quoted_clipped_to_60_characters(length: int, text: str, shown: str) -> None:
+    assert len(text) == length
+    with pytest.raises(ValueError, match=re.escape(f"integers only: '{shown}'") + "$"):
+        rle.parse(text, (3, 4))
 
 
 def test_parse_rejects_a_non_string() -> None:

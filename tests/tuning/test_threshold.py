@@ -57,6 +57,57 @@ def test_the_tuned_threshold_is_the_brute_force_best_on_a_hand_made_oof_set() ->
     assert best_threshold(thresholds, mean_counted) == pytest.approx((thresholds[best], brute[best]))
 
 
+def test_value_counts_has_one_bin_per_value_up_to_the_scale() -> None:
+    # A 2x3 map on scale 5 whose values stop well below 5:
+    #   values 0 1 2      truth 1 0 1
+    #          3 1 0            0 1 0
+    # car pixels take 0, 2, 1 -> counts at 0..5: 1 1 1 0 0 0
+    # background pixels take 1, 3, 0 -> 1 1 0 1 0 0
+    values = np.array([[0, 1, 2], [3, 1, 0]], dtype=np.uint8)
+    truth = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.uint8)
+    car, background = value_counts(values, truth, 5)
+    assert car.tolist() == [1, 1, 1, 0, 0, 0]
+    assert background.tolist() == [1, 1, 0, 1, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.array([[0, 256]], dtype=np.uint16), r"\[0, 255\], got 0\.\.256"),  # above only
+        (np.array([[-1, 255]], dtype=np.int16), r"\[0, 255\], got -1\.\.255"),  # below only
+    ],
+    ids=["above", "below"],
+)
+def test_value_counts_rejects_values_outside_zero_to_scale(values: np.ndarray, message: str) -> None:
+    # e.g. the sum of two uint8 maps passed with the scale of one: its top values would count as
+    # levels past the scale and shift every threshold
+    with pytest.raises(ValueError, match=f"values must lie in {message}"):
+        value_counts(values, np.zeros((1, 2), dtype=np.uint8), 255)
+
+
+def test_value_counts_refuses_a_map_and_mask_of_different_sizes() -> None:
+    with pytest.raises(ValueError, match=r"probabilities are \(2, 3\), the mask is \(3, 2\)"):
+        value_counts(np.zeros((2, 3), np.uint8), np.zeros((3, 2), np.uint8), 255)
+
+
+def test_one_wrong_pixel_scores_zero_at_a_threshold() -> None:
+    # 1x2 images, scale 255, thresholds 0.5 (car from 128) and 0.9 (car from 230).
+    thresholds = np.array([0.5, 0.9])
+    no_car = np.zeros((1, 2), dtype=np.uint8)
+    # No car, one pixel at 200: at 0.5 it alone is predicted, 2*0/(1+0) = 0; at 0.9 nothing is: 1.
+    spurious = dice_at_thresholds(*value_counts(np.array([[200, 0]], np.uint8), no_car, 255), thresholds)
+    assert spurious.tolist() == [0.0, 1.0]
+    # One car pixel at 10: missed at both, 2*0/(0+1) = 0.
+    one_car = np.array([[1, 0]], dtype=np.uint8)
+    missed = dice_at_thresholds(*value_counts(np.array([[10, 0]], np.uint8), one_car, 255), thresholds)
+    assert missed.tolist() == [0.0, 0.0]
+
+
+def test_a_grid_of_one_threshold_is_allowed() -> None:
+    # start == stop fixes the threshold (the inclusive bounds of the docstring)
+    assert ThresholdGrid(0.5, 0.5, 0.01).values().tolist() == [0.5]
+
+
 def test_ties_go_to_the_threshold_nearest_one_half() -> None:
     thresholds = np.array([0.3, 0.4, 0.5, 0.6])
     assert best_threshold(thresholds, np.array([0.9, 0.95, 0.95, 0.95]))[0] == 0.5
