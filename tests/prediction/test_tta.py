@@ -63,6 +63,12 @@ def test_flip_tta_averages_probabilities_not_logits() -> None:
     assert torch.allclose(merged, torch.full((1, 1, 1, 2), 0.7), atol=1e-6)
 
 
+def test_logits_that_do_not_split_into_the_views_are_refused_with_their_count() -> None:
+    # three images' logits (3, 1, H, W) given as two views: the count is the batch's, not a channel's
+    with pytest.raises(ValueError, match=r"^3 logits do not split into 2 views$"):
+        merge_views(torch.zeros(3, 1, 2, 2), ["identity", "hflip"])
+
+
 # ImageNet's mean and standard deviation per RGB channel, in 8-bit units: what the networks see
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
