@@ -36,7 +36,6 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ import cv2
 import pandas as pd
 import torch
 import yaml
-from harness import machine, random_weights, synchronize
+from harness import machine, random_weights, synchronize, timed
 from torch.utils.data import DataLoader, RandomSampler, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -332,7 +331,7 @@ def loader_rate(dataset: Any, spec: ModelSpec, device: torch.device, steps: int)
     loaded = iter(loader)
     for _ in range(skip):
         to_device(next(loaded), device)
-    seconds = timed(lambda: [to_device(batch, device) for batch in loaded], device)
+    seconds = timed(lambda: [to_device(batch, device) for batch in loaded], device, repeats=1)
     return count * spec.batch_size / seconds
 
 
@@ -378,7 +377,7 @@ class TrainStep:
             for _ in range(steps):
                 self(self.batch)
 
-        return steps * len(self.batch[0]) / timed(run, self.device)
+        return steps * len(self.batch[0]) / timed(run, self.device, repeats=1)
 
     def repeated(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of ``size`` copies of the kept batch's first image."""
@@ -410,7 +409,11 @@ def validation(step: TrainStep, spec: ModelSpec, paths: DatasetPaths, names: lis
             step.task(batch[0])
 
     forward(loaded[0])
-    return (len(loaded) - 1) * spec.batch_size / timed(lambda: [forward(b) for b in loaded[1:]], device)
+    return (
+        (len(loaded) - 1)
+        * spec.batch_size
+        / timed(lambda: [forward(b) for b in loaded[1:]], device, repeats=1)
+    )
 
 
 def batch_memory(step: TrainStep, spec: ModelSpec) -> dict[str, Any]:
@@ -533,7 +536,9 @@ def prediction_rates(
     ]
     if device.type == "cuda":
         prepared = [batch.pin_memory() for batch in prepared]
-    first = timed(lambda: ensemble.forward(prepared[0]), device)  # compiling, cuDNN's kernel search
+    first = timed(
+        lambda: ensemble.forward(prepared[0]), device, repeats=1
+    )  # compiling, cuDNN's kernel search
     forward = timed(lambda: [ensemble.forward(batch) for batch in prepared], device, repeats=2)
     half = max(batch_size, len(names) // 2 // batch_size * batch_size)
     runs = []
@@ -669,18 +674,6 @@ def to_device(
     batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     return batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-
-
-def timed(function: Callable[[], object], device: torch.device, repeats: int = 1) -> float:
-    """The best of ``repeats`` wall-clock seconds of ``function``, the device's queue drained."""
-    best = math.inf
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        function()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def release(device: torch.device) -> None:

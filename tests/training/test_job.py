@@ -20,6 +20,7 @@ from carvana.layout import DatasetPaths
 from carvana.models.build import build_model
 from carvana.models.spec import ModelSpec
 from carvana.training.job import TrainPaths, epoch_metrics, train
+from hand_masks import decode, dice
 
 TINY_UNET1024 = {
     "arch": "unet1024",
@@ -71,12 +72,12 @@ def test_oof_dice_beats_calling_every_pixel_car_or_background(trained: TrainPath
     table = pd.read_csv(trained.oof_dice_path).set_index("img")
     ours, all_car, all_background = [], [], []
     for img in table.index:
-        truth = _decode(truth_rle[img], height, width)
+        truth = decode(truth_rle[img], height, width)
         assert truth.any() and not truth.all(), (
             f"degenerate fixture: {img}'s mask must hold car and background"
         )
         probability = cv2.imread(str(trained.oof_dir / img.replace(".jpg", ".png")), cv2.IMREAD_UNCHANGED)
-        ours.append(_dice(probability / 255 >= 0.5, truth))
+        ours.append(dice(probability / 255 >= 0.5, truth))
         all_car.append(2 * truth.sum() / (truth.sum() + truth.size))
         all_background.append(0.0)  # no pixel in common with a mask that has a car
     np.testing.assert_allclose(table["dice"], ours, atol=1e-5)
@@ -234,17 +235,3 @@ def test_epoch_metrics_take_a_resumed_runs_rows(tmp_path: Path) -> None:
     assert table["epoch"].tolist() == [1, 2]
     assert table["train_loss"].tolist() == [0.9, 0.6]
     assert table["val_dice"].tolist() == [0.5, 0.8]
-
-
-def _decode(text: str, height: int, width: int) -> np.ndarray:
-    """A competition RLE (1-indexed start, length pairs over the row-major image) as a bool mask."""
-    numbers = np.array(text.split(), dtype=np.int64)
-    flat = np.zeros(height * width, dtype=bool)
-    for start, length in zip(numbers[0::2], numbers[1::2], strict=True):
-        flat[start - 1 : start - 1 + length] = True
-    return flat.reshape(height, width)
-
-
-def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
-    total = int(predicted.sum()) + int(truth.sum())
-    return 1.0 if total == 0 else 2 * int((predicted & truth).sum()) / total

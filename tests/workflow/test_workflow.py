@@ -26,6 +26,7 @@ from workflow_runs import (
     workflow_copy,
 )
 
+from hand_masks import decode, dice
 from kaggle_stub import KaggleStub, competition_archives
 
 
@@ -193,16 +194,16 @@ def test_the_tuned_thresholds_are_the_best_of_the_oof_dice_worked_out_here(finis
     masks = pd.read_csv(work / "results/data/train_masks.csv").set_index("img")["rle_mask"]
     curves: dict[str, list[list[float]]] = {member: [] for member in [*TINY_MODELS, "ensemble"]}
     for img, fold in zip(folds["img"], folds["fold"], strict=True):
-        truth = _decode(masks[img], 64, 96)
+        truth = decode(masks[img], 64, 96)
         assert truth.any() and not truth.all(), f"degenerate fixture: {img}'s mask"
         maps = []
         for model in TINY_MODELS:
             oof = work / f"results/models/{model}/fold{fold}/oof/{img.removesuffix('.jpg')}.png"
             maps.append(cv2.imread(str(oof), cv2.IMREAD_UNCHANGED).astype(np.int64))  # p x 255
-            curves[model].append([_dice(maps[-1] * 100 >= k * 255, truth) for k in hundredths])
+            curves[model].append([dice(maps[-1] * 100 >= k * 255, truth) for k in hundredths])
         # the weighted mean of the members' maps, rounded to the nearest step
         level = np.rint(sum(w * m for w, m in zip(weights, maps, strict=True)) * len(maps) / weights.sum())
-        curves["ensemble"].append([_dice(level * 100 >= k * steps, truth) for k in hundredths])
+        curves["ensemble"].append([dice(level * 100 >= k * steps, truth) for k in hundredths])
 
     thresholds = json.loads((work / "results/tuning/thresholds.json").read_text())
     chosen = {**thresholds["models"], "ensemble": thresholds["ensemble"]}
@@ -214,17 +215,17 @@ def test_the_tuned_thresholds_are_the_best_of_the_oof_dice_worked_out_here(finis
     assert per_image["img"].tolist() == folds["img"].tolist()
     at_half = int(np.flatnonzero(hundredths == 50)[0])
     for member, curve in curves.items():
-        dice = np.array(curve)  # (images, thresholds)
-        mean = dice.mean(axis=0)
+        table = np.array(curve)  # (images, thresholds)
+        mean = table.mean(axis=0)
         column = int(np.flatnonzero(hundredths == round(chosen[member]["threshold"] * 100))[0])
         assert mean[column] == pytest.approx(mean.max(), abs=1e-12), (member, mean.round(4).tolist())
         assert chosen[member]["dice"] == pytest.approx(mean[column], abs=1e-9)
-        np.testing.assert_allclose(per_image[member], dice[:, column], atol=1e-6)
+        np.testing.assert_allclose(per_image[member], table[:, column], atol=1e-6)
         for fold, rows in [("all", slice(None)), ("0", folds["fold"] == 0), ("1", folds["fold"] == 1)]:
             (row,) = scores[(scores["model"] == member) & (scores["fold"] == fold)].to_dict("records")
             assert row["threshold"] == pytest.approx(chosen[member]["threshold"])
-            assert row["dice"] == pytest.approx(dice[rows, column].mean(), abs=1e-6)
-            assert row["dice_at_0.5"] == pytest.approx(dice[rows, at_half].mean(), abs=1e-6)
+            assert row["dice"] == pytest.approx(table[rows, column].mean(), abs=1e-6)
+            assert row["dice_at_0.5"] == pytest.approx(table[rows, at_half].mean(), abs=1e-6)
     # a curve flat across the grid would let any threshold pass; this run's ensemble curve runs
     # from 0.41 (at 0.46) down to 0 (from 0.53 up): its maps lie between 0.45 and 0.47
     ensemble = np.array(curves["ensemble"]).mean(axis=0)
@@ -242,13 +243,13 @@ def test_the_offline_score_is_the_submissions_dice_worked_out_here(finished_run:
     assert sorted(predicted.index) == sorted(truth.index)
     ours, empty, all_car, transposed = [], [], [], []
     for img in truth.index:
-        mask = _decode(truth[img], 64, 96)
+        mask = decode(truth[img], 64, 96)
         assert mask.any() and not mask.all(), f"degenerate fixture: {img}'s mask"
-        ours.append(_dice(_decode(predicted[img], 64, 96), mask))
-        empty.append(_dice(np.zeros_like(mask), mask))
-        all_car.append(_dice(np.ones_like(mask), mask))
+        ours.append(dice(decode(predicted[img], 64, 96), mask))
+        empty.append(dice(np.zeros_like(mask), mask))
+        all_car.append(dice(np.ones_like(mask), mask))
         # the true mask written column-major and read back row-major, as a transposed submission
-        transposed.append(_dice(mask.ravel(order="F").reshape(mask.shape), mask))
+        transposed.append(dice(mask.ravel(order="F").reshape(mask.shape), mask))
     score = json.loads((work / "results/score.json").read_text())
     assert score["mean_dice"] == pytest.approx(np.mean(ours), abs=1e-9)
     assert score["min_dice"] == pytest.approx(np.min(ours), abs=1e-9)
@@ -400,19 +401,3 @@ def test_every_rule_has_a_log_and_a_benchmark_under_results() -> None:
         assert log is not None and benchmark is not None, (
             f"rule {name} lacks a log or benchmark under results/"
         )
-
-
-def _decode(text: str, height: int, width: int) -> np.ndarray:
-    """A competition RLE (1-indexed start, length pairs over the row-major image) as a bool mask;
-    the empty string is an empty mask."""
-    numbers = np.array(text.split(), dtype=np.int64)
-    flat = np.zeros(height * width, dtype=bool)
-    for start, length in zip(numbers[0::2], numbers[1::2], strict=True):
-        flat[start - 1 : start - 1 + length] = True
-    return flat.reshape(height, width)
-
-
-def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two bool masks; two empty masks score 1, as in the competition."""
-    total = int(predicted.sum()) + int(truth.sum())
-    return 1.0 if total == 0 else 2 * int((predicted & truth).sum()) / total
