@@ -44,7 +44,7 @@ import cv2
 import pandas as pd
 import torch
 import yaml
-from harness import machine, random_weights, synchronize, timed
+from harness import config_weights, machine, random_weights, synchronize, timed
 from torch.utils.data import DataLoader, RandomSampler, default_collate
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -493,7 +493,7 @@ def prediction(
     names = pd.read_csv(paths.sample_submission_path)["img"].tolist()
     names = names[: max(batch_size, len(names) // batch_size * batch_size)]  # whole batches
     weights_paths = random_weights(specs, 1, root)
-    ensemble_weights = config.get("ensemble", {}).get("weights", {})
+    ensemble_weights = config_weights(config)
     figures: dict[str, Any] = {
         "images": len(names),
         "batch_size": batch_size,

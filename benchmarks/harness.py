@@ -90,10 +90,10 @@ def main() -> None:
                 bool(tta.get("hflip", True)), bool(tta.get("vflip", False)), tuple(tta.get("scales", [1.0]))
             ),
             gpu=1 if device.type == "cuda" else 0,
-            weights=config.get("ensemble", {}).get("weights", {}),
             workers=predict.get("workers", 0) if args.workers is None else args.workers,
         )
-        figures["prediction"] = prediction(shard, root, weights_paths, device, args.pairs)
+        weights = config_weights(config)
+        figures["prediction"] = prediction(shard, root, weights_paths, device, args.pairs, weights)
         figures["peak_memory"] = peak_memory(shard, root, weights_paths)
         figures["training"] = training(specs, root, device, args.train_steps)
     figures["rle"] = rle_speed()
@@ -124,7 +124,7 @@ def random_weights(specs: list[ModelSpec], folds: int, root: Path) -> list[Path]
             state = build_model(spec).state_dict()
             torch.save({"spec": spec.to_json(), "fold": fold, "epoch": 1, "state_dict": state}, path)
             paths.append(path)
-    (root / "thresholds.json").write_text(json.dumps({"threshold": 0.5}))
+    (root / "thresholds.json").write_text(json.dumps({"threshold": 0.5}))  # weights: 1 each
     return paths
 
 
@@ -145,8 +145,20 @@ def timed(function: Callable[[], object], device: torch.device, repeats: int = 2
     return best
 
 
+def config_weights(config: dict[str, Any]) -> dict[str, float]:
+    """The config's ensemble weights; auto (chosen by tuning) is timed as equal weights, since
+    the networks' speed does not depend on them."""
+    weights = config.get("ensemble", {}).get("weights", {})
+    return {} if weights == "auto" else dict(weights)
+
+
 def prediction(
-    shard: ShardSpec, root: Path, weights_paths: list[Path], device: torch.device, pairs: int
+    shard: ShardSpec,
+    root: Path,
+    weights_paths: list[Path],
+    device: torch.device,
+    pairs: int,
+    weights: dict[str, float],
 ) -> dict[str, Any]:
     """Images/s of the shard's whole path, of the networks' forward alone on the same batches,
     and of the naive loop; the ratios between them. The path and the forward are timed ``pairs``
@@ -155,7 +167,7 @@ def prediction(
     names = pd.read_csv(paths.sample_submission_path)["img"].tolist()
     out = root / "fast.csv"
     members = [load_member(path, device) for path in weights_paths]
-    ensemble = Ensemble(members, shard.tta, device, mixed_precision_dtype(device), shard.weights)
+    ensemble = Ensemble(members, shard.tta, device, mixed_precision_dtype(device), weights)
     # every batch prepared ahead (pinned on a GPU, as the shard's loader gives them)
     prepared = [
         ensemble.prepare([read_image(paths.image_path("test", name)) for name in batch])
@@ -177,7 +189,7 @@ def prediction(
     naive_out = root / "naive.csv"
     images = [paths.image_path("test", name) for name in names]
     naive = timed(
-        lambda: naive_predict(images, plain, shard.tta, dict(shard.weights), 0.5, naive_out, device=device),
+        lambda: naive_predict(images, plain, shard.tta, weights, 0.5, naive_out, device=device),
         device,
         repeats=1,
     )
@@ -227,7 +239,6 @@ def peak_memory(shard: ShardSpec, root: Path, weights_paths: list[Path]) -> dict
             "--hflip" if shard.tta.hflip else "--no-hflip",
             "--vflip" if shard.tta.vflip else "--no-vflip",
         ]
-        command += [f"--weight={name}={weight}" for name, weight in shard.weights.items()]
         command += [
             "--workers",
             str(shard.workers),

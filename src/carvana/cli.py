@@ -207,26 +207,51 @@ def _fetch_weights(args: argparse.Namespace) -> None:
         print(file.fetch(source), flush=True)
 
 
+def _oof(args: argparse.Namespace) -> None:
+    import torch
+
+    from carvana.prediction.oof import OofPaths, write_oof
+    from carvana.prediction.tta import TTASpec
+
+    torch.set_num_threads(args.threads)
+    tta = TTASpec(hflip=args.hflip, vflip=args.vflip, scales=tuple(args.scales))
+    write_oof(OofPaths(args.data_dir, args.folds_path, args.run_dir), tta, args.batch_size, args.gpu)
+
+
 def _tune_threshold(args: argparse.Namespace) -> None:
     from carvana.prediction.weights import parse_weights
+    from carvana.tuning.flags import FlagRule
     from carvana.tuning.threshold import ThresholdGrid
     from carvana.tuning.tune import TunePaths, tune
 
     grid = ThresholdGrid(*args.thresholds)
     paths = TunePaths(args.data_dir, args.folds_path, args.models_dir, args.out_dir)
-    result = tune(paths, args.model, grid, parse_weights(args.weight))
+    flag = FlagRule(args.min_dice, args.max_gap)
+    result = tune(
+        paths,
+        args.model,
+        grid,
+        parse_weights(args.weight),
+        auto=args.auto_weights,
+        weight_step=args.weight_step,
+        flag=flag,
+    )
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     for model, best in result["models"].items():
         print(f"{model}: OOF Dice {best['dice']:.5f} at threshold {best['threshold']:.2f}")
+    weights = " ".join(f"{model}={weight:g}" for model, weight in result["weights"].items())
+    left_out = f", without {', '.join(result['left_out'])}" if result["left_out"] else ""
     print(
-        f"ensemble of {len(args.model)}: OOF Dice {result['ensemble']['dice']:.5f} at threshold "
-        f"{result['threshold']:.2f} over {result['images']} images; in {args.out_dir}"
+        f"ensemble ({result['weights_chosen']} weights {weights}{left_out}): OOF Dice "
+        f"{result['ensemble']['dice']:.5f} at threshold {result['threshold']:.2f} over "
+        f"{result['images']} images; in {args.out_dir}"
     )
 
 
 def _predict(args: argparse.Namespace) -> None:
     from carvana.prediction.shard import ShardSpec, predict_shard
     from carvana.prediction.tta import TTASpec
-    from carvana.prediction.weights import parse_weights
 
     shard = ShardSpec(
         index=args.shard,
@@ -234,7 +259,6 @@ def _predict(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         tta=TTASpec(hflip=args.hflip, vflip=args.vflip, scales=tuple(args.scales)),
         gpu=args.gpu,
-        weights=parse_weights(args.weight),
         compile=args.compile,
         workers=args.workers,
     )
@@ -396,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     folds.add_argument("--stratify", default="mask_area")
     folds.set_defaults(run=_make_folds)
 
-    train = stages.add_parser("train", help="train one configured model on one fold; write its OOF maps")
+    train = stages.add_parser("train", help="train one configured model on one fold")
     train.add_argument("--model", required=True, help="a model name under models: in the config")
     source = train.add_mutually_exclusive_group()
     source.add_argument("--model-json", help="the model's settings as JSON (the workflow passes these)")
@@ -414,16 +438,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(run=_train)
 
-    tune = stages.add_parser("tune-threshold", help="OOF Dice against threshold; choose the ensemble's")
+    oof = stages.add_parser("oof", help="one training job's held-out images through the prediction path")
+    oof.add_argument("--data-dir", type=Path, required=True)
+    oof.add_argument("--folds-path", type=Path, required=True)
+    oof.add_argument(
+        "--run-dir",
+        type=Path,
+        required=True,
+        help="the job's folder: reads weights.pt, writes oof/ and oof_plain/",
+    )
+    oof.add_argument("--batch-size", type=_positive_int, default=8)
+    oof.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=True)
+    oof.add_argument("--vflip", action=argparse.BooleanOptionalAction, default=False)
+    oof.add_argument("--scales", type=float, nargs="+", default=[1.0], help="TTA scales of the input size")
+    oof.add_argument("--gpu", type=int, default=1, help="0: CPU even where CUDA is present")
+    oof.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for the network")
+    oof.set_defaults(run=_oof)
+
+    tune = stages.add_parser("tune-threshold", help="choose the ensemble's weights and threshold on OOF maps")
     tune.add_argument("--data-dir", type=Path, required=True)
     tune.add_argument("--folds-path", type=Path, required=True)
-    tune.add_argument("--models-dir", type=Path, required=True, help="holds <model>/fold<k>/oof/")
+    tune.add_argument("--models-dir", type=Path, required=True, help="holds <model>/fold<k>/oof{,_plain}/")
     tune.add_argument("--model", action="append", required=True, help="an ensemble member; repeat for each")
     tune.add_argument(
         "--thresholds", type=float, nargs=3, default=(0.30, 0.70, 0.01), metavar=("START", "STOP", "STEP")
     )
     tune.add_argument("--out-dir", type=Path, required=True)
     tune.add_argument("--weight", action="append", default=[], help=WEIGHT_HELP)
+    tune.add_argument(
+        "--auto-weights", action="store_true", help="search the weights on a simplex grid, with the threshold"
+    )
+    tune.add_argument("--weight-step", type=float, default=0.1, help="the grid's step; must divide 1")
+    tune.add_argument("--min-dice", type=float, default=0.5, help="a network below this OOF Dice is flagged")
+    tune.add_argument(
+        "--max-gap", type=float, default=0.1, help="flag a network this far below its model's other folds"
+    )
     tune.set_defaults(run=_tune_threshold)
 
     predict = stages.add_parser("predict", help="one shard of the test set through the TTA ensemble")
@@ -431,7 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--shards", type=_positive_int, required=True)
     predict.add_argument("--data-dir", type=Path, required=True)
     predict.add_argument("--weights", type=Path, nargs="+", required=True, help="weights.pt of every member")
-    predict.add_argument("--thresholds-path", type=Path, required=True, help="thresholds.json of tuning")
+    predict.add_argument(
+        "--thresholds-path", type=Path, required=True, help="thresholds.json of tuning: threshold, weights"
+    )
     predict.add_argument("--out-path", type=Path, required=True, help="CSV of this shard's rows")
     predict.add_argument("--batch-size", type=_positive_int, default=8)
     predict.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=True)
@@ -439,7 +490,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--scales", type=float, nargs="+", default=[1.0], help="TTA scales of each model's input size"
     )
-    predict.add_argument("--weight", action="append", default=[], help=WEIGHT_HELP)
     predict.add_argument("--gpu", type=int, default=1, help="0: CPU even where CUDA is present")
     predict.add_argument(
         "--threads", type=_positive_int, default=1, help="CPU threads: the networks take what workers leave"

@@ -131,6 +131,7 @@ def _model_specs(config: dict[str, Any]) -> tuple[list[ModelSpec], list[str]]:
 
 def _other_problems(config: dict[str, Any], models: list[str]) -> list[str]:
     from carvana.prediction.weights import model_weights
+    from carvana.tuning.blend import simplex_grid
     from carvana.tuning.threshold import ThresholdGrid
 
     problems = []
@@ -140,11 +141,16 @@ def _other_problems(config: dict[str, Any], models: list[str]) -> list[str]:
             "competition files (train/ or train.zip, train_masks/ or train_masks.zip, test/ or "
             "test.zip, train_masks.csv, metadata.csv, sample_submission.csv)"
         )
-    if models and len(models) == len(config["models"]):
+    weights = config["ensemble"]["weights"]
+    if models and len(models) == len(config["models"]) and weights != "auto":
         try:
-            model_weights(models, config["ensemble"]["weights"])
+            model_weights(models, weights)
         except ValueError as error:
             problems.append(f"ensemble.weights: {error}")
+    try:
+        simplex_grid(max(1, len(models)), config["ensemble"]["weight_step"])
+    except ValueError as error:
+        problems.append(f"ensemble.weight_step: {error}")
     grid = config["tune"]["thresholds"]
     try:
         ThresholdGrid(grid["start"], grid["stop"], grid["step"])

@@ -2,7 +2,8 @@
 worst OOF images.
 
 ``summary_page`` writes one self-contained HTML page: the run's config, the tuned threshold and
-weights, OOF Dice per model and fold, and the offline score when there is one.
+weights, OOF Dice per model and fold, the warnings of tuning (networks that learnt nothing,
+thresholds at the edge of the grid), the ablation table, and the offline score when there is one.
 
 ``training_curves`` draws each model's ``metrics.csv`` per fold: training and held-out loss, and
 held-out Dice, against epoch. ``worst_oof_gallery`` picks the training images with the lowest
@@ -28,8 +29,9 @@ from carvana import rle
 from carvana.atomic import atomic_path, write_text
 from carvana.data.images import read_image
 from carvana.layout import DatasetPaths
+from carvana.prediction.weights import job_name
 from carvana.tuning.threshold import first_level
-from carvana.tuning.tune import ENSEMBLE, ensemble_levels, ensemble_scale, oof_path, read_oof
+from carvana.tuning.tune import ENSEMBLE, image_levels, oof_path, read_oof
 
 TRUTH_COLOUR = (0, 255, 0)  # RGB: the true mask's outline
 MISSED_COLOUR = (255, 0, 255)  # truth the prediction missed
@@ -76,6 +78,9 @@ def summary_page(config: dict[str, Any], tuning_dir: Path, score_path: Path | No
         + "</tr>"
         for member in members
     )
+    warnings = "".join(f"<li>{html.escape(text)}</li>" for text in tuned.get("warnings", []))
+    warned = f'<h2>Warnings</h2><ul id="warnings">{warnings}</ul>' if warnings else ""
+    ablation = ablation_html(pd.read_csv(tuning_dir / "ablation.csv", keep_default_na=False))
     score = ""
     if score_path is not None:
         result = json.loads(score_path.read_text())
@@ -92,12 +97,53 @@ td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}} pre{{background
 <p>Each model at its own best threshold; the ensemble (the weighted mean of the models' maps) at
 {tuned["threshold"]:.2f}, the threshold prediction uses. {tuned["images"]} training images.</p>
 <table id="oof-dice"><tr><th>model</th><th>weight</th><th>threshold</th>{header}</tr>{rows}</table>
+{warned}
+<h2>What each step buys</h2>
+<p>Out-of-fold Dice of each step of the recipe (results/tuning/ablation.csv): over all images,
+and the mean &plusmn; standard deviation of the folds' means, at the step's tuned threshold and at
+0.5. The gain is against the step named, with its standard deviation over folds: a gain within
+it is fold noise. Images improved or worsened count changes above 1e-6.</p>
+{ablation}
 {score}
 <h2>Config</h2>
 <pre id="config">{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>
 </body></html>
 """
     write_text(path, page)
+
+
+def ablation_html(table: pd.DataFrame) -> str:
+    """The ablation table as an HTML table (step, weights, threshold, Dice, gain, images)."""
+    import html
+
+    def number(value: object, digits: int = 4) -> str:
+        if value == "" or value is None:  # an empty cell, read as text
+            return ""
+        figure = float(str(value))
+        return "" if figure != figure else f"{figure:.{digits}f}"  # NaN: nothing to show
+
+    header = (
+        "<tr><th>step</th><th>weights</th><th>threshold</th><th>Dice</th><th>folds</th>"
+        "<th>Dice at 0.5</th><th>folds at 0.5</th><th>against</th><th>gain</th>"
+        "<th>improved / worsened</th></tr>"
+    )
+    rows = "".join(
+        f"<tr><th>{html.escape(str(row['step']))}</th><td>{html.escape(str(row['weights']))}</td>"
+        f"<td>{number(row['threshold'], 2) or 'per fold'}</td><td>{number(row['dice'])}</td>"
+        f"<td>{number(row['dice_fold_mean'])} &plusmn; {number(row['dice_fold_std'])}</td>"
+        f"<td>{number(row['dice_at_0.5'])}</td>"
+        f"<td>{number(row['dice_at_0.5_fold_mean'])} &plusmn; {number(row['dice_at_0.5_fold_std'])}</td>"
+        f"<td>{html.escape(str(row['compared_with']))}</td>"
+        + (
+            f"<td>{float(row['gain']):+.4f} &plusmn; {number(row['gain_fold_std'])}</td>"
+            f"<td>{row['improved']} / {row['worsened']}</td>"
+            if row["compared_with"]
+            else "<td></td><td></td>"
+        )
+        + "</tr>"
+        for row in table.to_dict("records")
+    )
+    return f'<table id="ablation">{header}{rows}</table>'
 
 
 def _pyplot() -> Any:
@@ -149,14 +195,23 @@ def _save(figure: Any, path: Path) -> None:
 
 
 def ensemble_oof_mask(
-    models_dir: Path, img: str, fold: int, weights: dict[str, float], threshold: float
+    models_dir: Path,
+    img: str,
+    fold: int,
+    weights: dict[str, float],
+    threshold: float,
+    left_out: frozenset[str] = frozenset(),
 ) -> npt.NDArray[np.uint8]:
     """The ensemble's OOF prediction of ``img``, 0/1 of shape (height, width), exactly as the
-    tuning stage scores it (its weighted levels, car from the threshold's first level up)."""
+    tuning stage scores it (its weighted levels of the networks not ``left_out``, car from the
+    threshold's first level up)."""
     models = list(weights)
-    maps = [read_oof(oof_path(models_dir, model, fold, img)) for model in models]
-    levels = ensemble_levels(maps, ensemble_scale(models, weights))
-    return np.asarray(levels >= first_level(threshold, 255 * len(models)), dtype=np.uint8)
+    maps = [
+        None if job_name(model, fold) in left_out else read_oof(oof_path(models_dir, model, fold, img))
+        for model in models
+    ]
+    levels, scale = image_levels(maps, [weights[model] for model in models])
+    return np.asarray(levels >= first_level(threshold, scale), dtype=np.uint8)
 
 
 def overlay(
@@ -180,6 +235,7 @@ def worst_oof_gallery(paths: ReportPaths, count: int) -> list[str]:
     scores = pd.read_csv(paths.tuning_dir / "oof_images.csv")
     tuned = json.loads((paths.tuning_dir / "thresholds.json").read_text())
     weights = {model: float(weight) for model, weight in tuned["weights"].items()}
+    left_out = frozenset(tuned.get("left_out", []))
     worst = scores.sort_values([ENSEMBLE, "img"]).head(count)
     dataset = DatasetPaths(paths.data_dir)
     truth_rle = pd.read_csv(dataset.train_masks_csv_path, dtype=str, keep_default_na=False).set_index("img")[
@@ -193,7 +249,9 @@ def worst_oof_gallery(paths: ReportPaths, count: int) -> list[str]:
         ):
             image = read_image(dataset.train_dir / str(img))
             truth = rle.decode(truth_rle[img], image.shape[:2])
-            prediction = ensemble_oof_mask(paths.models_dir, str(img), int(fold), weights, tuned["threshold"])
+            prediction = ensemble_oof_mask(
+                paths.models_dir, str(img), int(fold), weights, tuned["threshold"], left_out
+            )
             figure, axes = plt.subplots(1, 3, figsize=(12, 3), dpi=90)
             panels = [
                 (image, "image"),

@@ -72,9 +72,9 @@ def test_the_fast_path_writes_the_naive_loops_rows(
     first = Ensemble(members, tta, torch.device("cpu"), auto, WEIGHTS).probabilities([read_image(images[0])])
     threshold = float(np.median(first[0]))
     thresholds = tmp_path / "thresholds.json"
-    thresholds.write_text(json.dumps({"threshold": threshold}))
+    thresholds.write_text(json.dumps({"threshold": threshold, "weights": WEIGHTS}))  # tuning's choice
 
-    shard = ShardSpec(1, 1, batch_size=batch_size, tta=tta, gpu=0, weights=WEIGHTS)
+    shard = ShardSpec(1, 1, batch_size=batch_size, tta=tta, gpu=0)
     predict_shard(shard, tiny_dataset.data_dir, weights_paths, thresholds, tmp_path / "fast.csv")
     naive_predict(images, members, tta, WEIGHTS, threshold, tmp_path / "naive.csv", autocast=auto)
 
@@ -96,6 +96,31 @@ def test_loader_worker_processes_write_the_threads_rows(tiny_dataset, weights_pa
         )
     thread, processes = ((tmp_path / f"{workers}.csv").read_bytes() for workers in (0, 2))
     assert thread == processes and thread.count(b"\n") == 17
+
+
+def test_a_network_tuning_left_out_is_not_blended_in(tiny_dataset, weights_paths, tmp_path) -> None:
+    """thresholds.json's left_out drops that network: the rows are those of the ensemble without
+    it, and differ from those of the ensemble with it."""
+    members = [load_member(path, torch.device("cpu")) for path in weights_paths]
+    dropped = f"{members[0].spec.name}/fold{members[0].fold}"
+    # random networks: the median probability of an image as the threshold gives masks of substance
+    first = DatasetPaths(tiny_dataset.data_dir).image_path("test", "1e77d14d5747_01.jpg")
+    auto = mixed_precision_dtype(torch.device("cpu"))
+    ensemble = Ensemble(members[1:], TTASpec(), torch.device("cpu"), auto)
+    threshold = float(np.median(ensemble.probabilities([read_image(first)])[0]))
+    rows = {}
+    for name, tuned, paths in [
+        ("left_out", {"threshold": threshold, "left_out": [dropped]}, weights_paths),
+        ("without", {"threshold": threshold}, weights_paths[1:]),
+        ("with", {"threshold": threshold}, weights_paths),
+    ]:
+        thresholds = tmp_path / f"{name}.json"
+        thresholds.write_text(json.dumps(tuned))
+        shard = ShardSpec(1, 2, batch_size=4, gpu=0)
+        predict_shard(shard, tiny_dataset.data_dir, paths, thresholds, tmp_path / f"{name}.csv")
+        rows[name] = (tmp_path / f"{name}.csv").read_bytes()
+    assert rows["left_out"] == rows["without"] != rows["with"]
+    assert len(set(rows["without"].split(b"\n"))) > 10  # masks of substance, not all empty
 
 
 def test_folding_batch_norms_keeps_the_networks_function(weights_paths: list[Path]) -> None:

@@ -1,4 +1,5 @@
-"""One training job on the tiny dataset: outputs, OOF coverage, resume after a kill, restart on change."""
+"""One training job on the tiny dataset: outputs, its OOF maps (the OOF stage on its weights),
+resume after a kill, restart on change."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from carvana.folds import FoldSpec, make_folds
 from carvana.layout import DatasetPaths
 from carvana.models.build import build_model
 from carvana.models.spec import ModelSpec
+from carvana.prediction.oof import OofPaths, write_oof
+from carvana.prediction.tta import TTASpec
 from carvana.training.job import TrainPaths, epoch_metrics, train
 from hand_masks import decode, dice
 
@@ -47,45 +50,69 @@ def trained(tiny_dataset, folds_path: Path, tmp_path_factory: pytest.TempPathFac
     return paths
 
 
+@pytest.fixture(scope="module")
+def oof(trained: TrainPaths) -> OofPaths:
+    """The OOF stage on the trained job's weights, with horizontal-flip TTA, batches of 5."""
+    paths = OofPaths(trained.data_dir, trained.folds_path, trained.run_dir)
+    write_oof(paths, TTASpec(hflip=True), batch_size=5, gpu=0)
+    return paths
+
+
 def test_oof_maps_cover_exactly_the_held_out_fold_at_the_images_size(
-    trained: TrainPaths, folds_path: Path, tiny_dataset
+    oof: OofPaths, folds_path: Path, tiny_dataset
 ) -> None:
     folds = pd.read_csv(folds_path)
     held_out = sorted(folds.loc[folds["fold"] == 1, "img"])
     assert len(held_out) == 16  # one of the three cars
-    assert sorted(p.name for p in trained.oof_dir.iterdir()) == [
-        name.replace(".jpg", ".png") for name in held_out
-    ]
-    table = pd.read_csv(trained.oof_dice_path)
+    for folder in (oof.oof_dir, oof.plain_dir):
+        assert sorted(p.name for p in folder.iterdir()) == [name.replace(".jpg", ".png") for name in held_out]
+    table = pd.read_csv(oof.dice_path)
     assert sorted(table["img"]) == held_out
-    probability = cv2.imread(str(trained.oof_dir / held_out[0].replace(".jpg", ".png")), cv2.IMREAD_UNCHANGED)
+    assert list(table.columns) == ["img", "car_id", "dice", "dice_plain"]
+    probability = cv2.imread(str(oof.oof_dir / held_out[0].replace(".jpg", ".png")), cv2.IMREAD_UNCHANGED)
     assert (
         probability.dtype == np.uint8 and probability.shape == tiny_dataset.spec.image_size
     )  # 64x96, not 64x64
 
 
-def test_oof_dice_beats_calling_every_pixel_car_or_background(trained: TrainPaths, tiny_dataset) -> None:
+def test_the_flipped_view_changes_the_maps(oof: OofPaths) -> None:
+    """With TTA the maps are the mean of two views: a trained network is not mirror-symmetric, so
+    they differ from the plain maps somewhere, and by less than the whole range."""
+    differences = []
+    for path in sorted(oof.oof_dir.iterdir()):
+        with_tta = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(int)
+        alone = cv2.imread(str(oof.plain_dir / path.name), cv2.IMREAD_UNCHANGED).astype(int)
+        differences.append(np.abs(with_tta - alone))
+    largest = max(int(d.max()) for d in differences)
+    assert 0 < largest < 255
+
+
+def test_oof_dice_beats_calling_every_pixel_car_or_background(oof: OofPaths, tiny_dataset) -> None:
     """The table's Dice is the maps' Dice at 0.5 against train_masks.csv, both worked out here, and
     it beats the trivial answers by a margin that a transposed map, or one of noise, would not."""
     height, width = tiny_dataset.spec.image_size
     truth_rle = pd.read_csv(tiny_dataset.data_dir / "train_masks.csv").set_index("img")["rle_mask"]
-    table = pd.read_csv(trained.oof_dice_path).set_index("img")
-    ours, all_car, all_background = [], [], []
+    table = pd.read_csv(oof.dice_path).set_index("img")
+    ours, plain, all_car, all_background = [], [], [], []
     for img in table.index:
         truth = decode(truth_rle[img], height, width)
         assert truth.any() and not truth.all(), (
             f"degenerate fixture: {img}'s mask must hold car and background"
         )
-        probability = cv2.imread(str(trained.oof_dir / img.replace(".jpg", ".png")), cv2.IMREAD_UNCHANGED)
+        probability = cv2.imread(str(oof.oof_dir / img.replace(".jpg", ".png")), cv2.IMREAD_UNCHANGED)
         ours.append(dice(probability / 255 >= 0.5, truth))
+        alone = cv2.imread(str(oof.plain_dir / img.replace(".jpg", ".png")), cv2.IMREAD_UNCHANGED)
+        plain.append(dice(alone / 255 >= 0.5, truth))
         all_car.append(2 * truth.sum() / (truth.sum() + truth.size))
         all_background.append(0.0)  # no pixel in common with a mask that has a car
     np.testing.assert_allclose(table["dice"], ours, atol=1e-5)
+    np.testing.assert_allclose(table["dice_plain"], plain, atol=1e-5)
     # Measured on this fixture (the held-out car covers 27% of each view): the maps score 0.71,
     # every pixel car 0.43, every pixel background 0, the same maps laid out column-major (a
     # transposed map) 0.36, shifted 10 pixels sideways 0.66. A margin of 0.15 over the better
     # trivial answer leaves the training room to vary and none for a transposed map.
     assert np.mean(ours) >= max(np.mean(all_car), np.mean(all_background)) + 0.15
+    assert np.mean(plain) >= max(np.mean(all_car), np.mean(all_background)) + 0.15
 
 
 def test_weights_metrics_and_logs_are_written(trained: TrainPaths) -> None:

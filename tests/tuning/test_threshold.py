@@ -164,9 +164,10 @@ def _oof_set(tmp_path: Path, maps: dict[str, np.ndarray]) -> TunePaths:
     ).to_csv(folds_path, index=False)
     for model, probability in maps.items():
         for img, fold in images.items():
-            folder = models_dir / model / f"fold{fold}" / "oof"
-            folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / img.replace(".jpg", ".png")), probability.astype(np.uint8))
+            for name in ("oof", "oof_plain"):  # the same maps with TTA and without
+                folder = models_dir / model / f"fold{fold}" / name
+                folder.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(folder / img.replace(".jpg", ".png")), probability.astype(np.uint8))
     return TunePaths(data_dir, folds_path, models_dir, tmp_path / "tuning")
 
 
@@ -236,7 +237,8 @@ def test_tune_reads_an_image_without_a_car_from_the_masks_table(tmp_path: Path) 
     masks = pd.read_csv(paths.data_dir / "train_masks.csv")
     masks.loc[masks["img"] == "bbbbbbbbbbbb_02.jpg", "rle_mask"] = ""
     masks.to_csv(paths.data_dir / "train_masks.csv", index=False)
-    cv2.imwrite(str(paths.models_dir / "m/fold1/oof/bbbbbbbbbbbb_02.png"), np.zeros_like(TRUTH))
+    for folder in ("oof", "oof_plain"):
+        cv2.imwrite(str(paths.models_dir / f"m/fold1/{folder}/bbbbbbbbbbbb_02.png"), np.zeros_like(TRUTH))
     assert ",\n" in (paths.data_dir / "train_masks.csv").read_text()  # the empty cell, as Kaggle writes it
     result = tune(paths, ["m"], ThresholdGrid(0.3, 0.7, 0.1))
     assert result["models"]["m"] == {"threshold": 0.5, "dice": 1.0}
@@ -250,6 +252,6 @@ def test_a_missing_oof_map_names_the_job_to_rerun(tmp_path: Path) -> None:
     folds_path.write_text("img,car_id,fold\naaaaaaaaaaaa_01.jpg,aaaaaaaaaaaa,0\n")
     paths = TunePaths(data_dir, folds_path, tmp_path / "models", tmp_path / "out")
     with pytest.raises(
-        FileNotFoundError, match=r"m/fold0/oof/aaaaaaaaaaaa_01\.png: missing .*rerun that training job"
+        FileNotFoundError, match=r"m/fold0/oof/aaaaaaaaaaaa_01\.png: missing .*rerun that job's OOF maps"
     ):
         tune(paths, ["m"], ThresholdGrid())

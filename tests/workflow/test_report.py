@@ -104,7 +104,12 @@ def test_the_report_holds_summary_curves_threshold_plot_gallery_and_score(
     work = finished_run.work
     truth_rle = pd.read_csv(work / "results/data/train_masks.csv").set_index("img")["rle_mask"]
     predicted = ensemble_oof_mask(
-        work / "results/models", worst["img"], int(worst["fold"]), tuned["weights"], tuned["threshold"]
+        work / "results/models",
+        worst["img"],
+        int(worst["fold"]),
+        tuned["weights"],
+        tuned["threshold"],
+        frozenset(tuned["left_out"]),
     )
     truth = rle.decode(truth_rle[worst["img"]], predicted.shape)
     assert predicted.any() or truth.any()

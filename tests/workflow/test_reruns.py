@@ -46,8 +46,19 @@ def _plan(work: Path) -> tuple[dict[str, int], set[tuple[str, str]]]:
         return {}, set()
     stats = text[text.index("Job stats:") : text.index("total")]
     counts = {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)}
-    trained = set(re.findall(r"wildcards: model=(\w+), fold=(\d+)", text))
+    jobs = re.split(r"^(?=(?:local)?rule \w+:$)", text, flags=re.MULTILINE)
+    trained = {
+        match
+        for job in jobs
+        if job.startswith("rule train:")
+        for match in re.findall(r"wildcards: model=(\w+), fold=(\d+)", job)
+    }
     return counts, trained
+
+
+def _retrained(jobs: int) -> dict[str, int]:
+    """The jobs of ``jobs`` training jobs rerun: their training, their OOF maps, tuning onwards."""
+    return {"train": jobs, "oof": jobs, **DOWNSTREAM_OF_TUNING}
 
 
 def _append(path: Path, text: str) -> None:
@@ -66,7 +77,7 @@ def test_one_models_hyper_parameter_reruns_that_models_training_then_tuning_onwa
     work = _copy(finished_run, tmp_path)
     edit_config(work, {"models.unet11.optimizer": {"name": "adam", "lr": 0.002}})
     counts, trained = _plan(work)
-    assert counts == {"train": 2, **DOWNSTREAM_OF_TUNING}
+    assert counts == _retrained(2)
     assert trained == {("unet11", "0"), ("unet11", "1")}
 
 
@@ -78,16 +89,39 @@ def test_how_a_model_runs_reruns_its_jobs_which_resume_their_checkpoints(
     work = _copy(finished_run, tmp_path)
     edit_config(work, {"models.unet.workers": 1, "models.unet.compile": True})
     counts, trained = _plan(work)
-    assert counts == {"train": 2, **DOWNSTREAM_OF_TUNING}
+    assert counts == _retrained(2)
     assert trained == {("unet", "0"), ("unet", "1")}
 
 
-def test_tta_settings_rerun_prediction_and_the_submission_only(
+def test_tta_settings_rerun_the_oof_maps_tuning_and_prediction_never_training(
+    finished_run: FinishedRun, tmp_path: Path
+) -> None:
+    """Tuning fits the threshold and weights to maps made with the test maps' TTA: a TTA change
+    remakes every network's OOF maps, then tuning onwards; no network is trained again."""
+    work = _copy(finished_run, tmp_path)
+    edit_config(work, {"predict.tta.vflip": True})
+    assert _plan(work) == ({"oof": 6, **DOWNSTREAM_OF_TUNING}, set())
+
+
+def test_the_prediction_batch_reruns_prediction_and_the_oof_maps_never_training(
     finished_run: FinishedRun, tmp_path: Path
 ) -> None:
     work = _copy(finished_run, tmp_path)
-    edit_config(work, {"predict.tta.vflip": True})
+    edit_config(work, {"predict.batch_size": 3})
+    assert _plan(work) == ({"oof": 6, **DOWNSTREAM_OF_TUNING}, set())
+
+
+def test_compiling_the_shards_reruns_prediction_alone(finished_run: FinishedRun, tmp_path: Path) -> None:
+    work = _copy(finished_run, tmp_path)
+    edit_config(work, {"predict.compile": True})
     assert _plan(work) == (DOWNSTREAM_OF_PREDICTION, set())
+
+
+def test_ensemble_weights_rerun_tuning_onwards(finished_run: FinishedRun, tmp_path: Path) -> None:
+    """Prediction reads the weights from thresholds.json, which tuning writes."""
+    work = _copy(finished_run, tmp_path)
+    edit_config(work, {"ensemble.weights": {"unet1024": 2}})
+    assert _plan(work) == (DOWNSTREAM_OF_TUNING, set())
 
 
 def test_the_threshold_grid_reruns_tuning_onwards(finished_run: FinishedRun, tmp_path: Path) -> None:
@@ -102,7 +136,7 @@ def test_an_architecture_source_edit_retrains_that_model_only(
     work = _copy(finished_run, tmp_path)
     _append(work / "src/carvana/models/unet11.py", "\nDECODER_NOTE = 'changed'\n")
     counts, trained = _plan(work)
-    assert counts == {"train": 2, **DOWNSTREAM_OF_TUNING}
+    assert counts == _retrained(2)
     assert trained == {("unet11", "0"), ("unet11", "1")}
 
 
@@ -120,8 +154,8 @@ def test_a_shared_module_used_by_every_stage_reruns_every_stage(
     work = _copy(finished_run, tmp_path)
     _append(work / "src/carvana/layout.py", "\nEXTRA_SETTING = 1\n")
     counts, trained = _plan(work)
-    every_stage = {"synthesize": 1, "validate_data": 1, "make_folds": 1, "train": 6}
-    assert counts == {**every_stage, **DOWNSTREAM_OF_TUNING}
+    every_stage = {"synthesize": 1, "validate_data": 1, "make_folds": 1}
+    assert counts == {**every_stage, **_retrained(6)}
     assert len(trained) == 6
 
 
@@ -131,8 +165,8 @@ def test_a_shared_module_reruns_only_the_stages_that_import_it(
     work = _copy(finished_run, tmp_path)
     _append(work / "src/carvana/metrics.py", "\nEXTRA_SETTING = 1\n")
     counts, trained = _plan(work)
-    # training and scoring import metrics; the data stages and make_folds do not
-    assert counts == {"train": 6, **DOWNSTREAM_OF_TUNING}
+    # training, the OOF maps and scoring import metrics; the data stages and make_folds do not
+    assert counts == _retrained(6)
     assert len(trained) == 6
 
 
@@ -143,7 +177,7 @@ def test_adding_a_model_trains_it_alone_then_tuning_onwards(
     config = yaml.safe_load((work / "config.yaml").read_text())
     edit_config(work, {"models.unet11_wide": {**config["models"]["unet11"], "width": 0.25}})
     counts, trained = _plan(work)
-    assert counts == {"train": 2, **DOWNSTREAM_OF_TUNING}
+    assert counts == _retrained(2)
     assert trained == {("unet11_wide", "0"), ("unet11_wide", "1")}
 
 
@@ -153,5 +187,5 @@ def test_deleting_one_folds_weights_reruns_that_job_onwards(
     work = _copy(finished_run, tmp_path)
     (work / "results/models/unet1024/fold1/weights.pt").unlink()
     counts, trained = _plan(work)
-    assert counts == {"train": 1, **DOWNSTREAM_OF_TUNING}
+    assert counts == _retrained(1)
     assert trained == {("unet1024", "1")}

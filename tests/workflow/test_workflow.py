@@ -157,11 +157,13 @@ def test_tiny_run_goes_from_data_to_a_valid_submission(finished_run: FinishedRun
             held_out = sorted(folds.loc[folds["fold"] == fold, "img"])
             assert sorted(pd.read_csv(run / "oof_dice.csv")["img"]) == held_out
             assert len(list((run / "oof").glob("*.png"))) == len(held_out) == 32
+            assert len(list((run / "oof_plain").glob("*.png"))) == 32
             epochs = TINY_MODELS[model]["epochs"]  # 1, and 3 for unet1024
             assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == list(range(1, epochs + 1))
             assert (run / "weights.pt").is_file() and (run / "checkpoints/last.ckpt").is_file()
             assert (work / f"results/benchmarks/train/{model}_fold{fold}.tsv").is_file()
-            assert "OOF Dice" in (work / f"results/logs/train/{model}_fold{fold}.log").read_text()
+            assert "best epoch" in (work / f"results/logs/train/{model}_fold{fold}.log").read_text()
+            assert "OOF Dice" in (work / f"results/logs/oof/{model}_fold{fold}.log").read_text()
 
     submission = pd.read_csv(work / "results/submission.csv.gz", keep_default_na=False)
     sample = pd.read_csv(work / "results/data/sample_submission.csv")
@@ -173,6 +175,52 @@ def test_tiny_run_goes_from_data_to_a_valid_submission(finished_run: FinishedRun
         "shard_2-of-2.csv",
     ]
     assert json.loads((work / "results/score.json").read_text())["images"] == 32
+
+
+@pytest.mark.slow
+def test_the_network_that_learnt_nothing_is_flagged_left_out_and_said(finished_run: FinishedRun) -> None:
+    """The tiny unet trains at a learning rate of 1e-12: its OOF Dice at 0.5 is below tune.flag's
+    0.45 on both folds, so auto weights leave both its networks out, and the logs say so."""
+    work = finished_run.work
+    for fold in (0, 1):
+        assert pd.read_csv(work / f"results/models/unet/fold{fold}/oof_dice.csv")["dice"].mean() < 0.45
+    tuned = json.loads((work / "results/tuning/thresholds.json").read_text())
+    assert {"unet/fold0", "unet/fold1"} <= set(tuned["left_out"]) == set(tuned["flagged"])
+    assert tuned["weights"]["unet"] == 0 and sum(tuned["weights"].values()) == pytest.approx(1)
+    log = (work / "results/logs/tune_threshold.log").read_text()
+    assert (
+        "warning: unet/fold0: OOF Dice" in log and "left out of the ensemble (ensemble.weights: auto)" in log
+    )
+    predicted = (work / "results/logs/predict/shard_1-of-2.log").read_text()
+    assert f"left out as learnt nothing: {', '.join(tuned['left_out'])}" in predicted
+    assert f"{6 - len(tuned['left_out'])} networks" in predicted
+
+
+@pytest.mark.slow
+def test_the_ablation_table_holds_each_step_with_the_tables_own_figures(finished_run: FinishedRun) -> None:
+    work = finished_run.work
+    ablation = pd.read_csv(work / "results/tuning/ablation.csv").set_index("step")
+    steps = [f"{model} {tta} TTA" for model in TINY_MODELS for tta in ("without", "with")]
+    steps += ["equal-weight ensemble", "tuned-weight ensemble", "tuned weights, chosen on the other folds"]
+    assert ablation.index.tolist() == [*steps, "final recipe"]
+    scores = pd.read_csv(work / "results/tuning/oof_scores.csv", dtype={"fold": str})
+    tuned = json.loads((work / "results/tuning/thresholds.json").read_text())
+    for model in TINY_MODELS:
+        row = scores[(scores["model"] == model) & (scores["fold"] == "all")].iloc[0]
+        assert ablation.loc[f"{model} with TTA", "dice"] == pytest.approx(row["dice"], abs=1e-6)
+        assert ablation.loc[f"{model} with TTA", "compared_with"] == f"{model} without TTA"
+        # the plain maps' Dice at 0.5, from the OOF jobs' own tables
+        plain = pd.concat(pd.read_csv(work / f"results/models/{model}/fold{k}/oof_dice.csv") for k in (0, 1))
+        assert ablation.loc[f"{model} without TTA", "dice_at_0.5"] == pytest.approx(
+            plain["dice_plain"].mean(), abs=1e-5
+        )
+    final = ablation.loc["final recipe"]
+    assert final["dice"] == pytest.approx(tuned["ensemble"]["dice"], abs=1e-6)
+    assert final["threshold"] == pytest.approx(tuned["threshold"])
+    assert 0 <= final["improved"] + final["worsened"] <= 64
+    folds = [float(final["dice_fold0"]), float(final["dice_fold1"])]
+    assert final["dice_fold_mean"] == pytest.approx(np.mean(folds), abs=1e-6)
+    assert final["dice_fold_std"] == pytest.approx(np.std(folds, ddof=1), abs=1e-6)
 
 
 @pytest.mark.slow
@@ -188,7 +236,9 @@ def test_the_tuned_thresholds_are_the_best_of_the_oof_dice_worked_out_here(finis
         round(grid["start"] * 100), round(grid["stop"] * 100) + 1, round(grid["step"] * 100)
     )
     assert np.allclose(hundredths / 100, np.arange(grid["start"], grid["stop"] + 1e-9, grid["step"]))
-    weights = np.array([float(config["ensemble"]["weights"].get(model, 1)) for model in TINY_MODELS])
+    thresholds = json.loads((work / "results/tuning/thresholds.json").read_text())
+    assert config["ensemble"]["weights"] == "auto" and thresholds["weights_chosen"] == "auto"
+    weights, left_out = thresholds["weights"], set(thresholds["left_out"])
     steps = 255 * len(TINY_MODELS)  # the ensemble's map, in steps of 1 / (255 x members)
     folds = pd.read_csv(work / "results/folds.csv").sort_values("img", ignore_index=True)
     masks = pd.read_csv(work / "results/data/train_masks.csv").set_index("img")["rle_mask"]
@@ -201,11 +251,15 @@ def test_the_tuned_thresholds_are_the_best_of_the_oof_dice_worked_out_here(finis
             oof = work / f"results/models/{model}/fold{fold}/oof/{img.removesuffix('.jpg')}.png"
             maps.append(cv2.imread(str(oof), cv2.IMREAD_UNCHANGED).astype(np.int64))  # p x 255
             curves[model].append([dice(maps[-1] * 100 >= k * 255, truth) for k in hundredths])
-        # the weighted mean of the members' maps, rounded to the nearest step
-        level = np.rint(sum(w * m for w, m in zip(weights, maps, strict=True)) * len(maps) / weights.sum())
+        # the weighted mean of the maps of the networks not left out, rounded to the nearest step
+        kept = [
+            (weights[m], p)
+            for m, p in zip(TINY_MODELS, maps, strict=True)
+            if f"{m}/fold{fold}" not in left_out
+        ]
+        level = np.rint(sum(w * p for w, p in kept) * len(maps) / sum(w for w, _ in kept))
         curves["ensemble"].append([dice(level * 100 >= k * steps, truth) for k in hundredths])
 
-    thresholds = json.loads((work / "results/tuning/thresholds.json").read_text())
     chosen = {**thresholds["models"], "ensemble": thresholds["ensemble"]}
     assert set(chosen) == {*TINY_MODELS, "ensemble"}
     assert thresholds["threshold"] == thresholds["ensemble"]["threshold"]  # the one prediction uses
@@ -359,14 +413,14 @@ def test_the_competition_config_plans_the_whole_competition(tmp_path: Path) -> N
     shutil.copy(ROOT / "competition.yaml", work)
     result = snakemake(work, "-n", "-p", "--configfile", "competition.yaml")
     out = result.stdout
-    counts = dict(re.findall(r"^(download|train|predict|import_kaggle)\s+(\d+)$", out, re.MULTILINE))
-    assert counts == {"download": "6", "import_kaggle": "1", "train": "15", "predict": "16"}
+    counts = dict(re.findall(r"^(download|train|oof|predict|import_kaggle)\s+(\d+)$", out, re.MULTILINE))
+    assert counts == {"download": "6", "import_kaggle": "1", "train": "15", "oof": "15", "predict": "16"}
     # read over config.yaml: the competition's own settings win, none of the offline ones leak in
     unet1024 = re.search(r"carvana train --model unet1024 .*?--model-json '(\{.*?\})'", out)
     assert unet1024 is not None
     spec = json.loads(unet1024.group(1))
     assert (spec["width"], spec["input_size"], spec["optimizer"]["name"]) == (1.0, [1024, 1024], "rmsprop")
-    assert "--weight unet11=1" in out and "--weight unet1024=1 " in out
+    assert "--auto-weights --weight-step 0.1" in out and "--weight " not in out
     assert "--compile" not in out
 
 

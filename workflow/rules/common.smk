@@ -80,6 +80,9 @@ RUN_DIR = "results/models/{model}/fold{fold}"  # one training job's folder
 THRESHOLDS = "results/tuning/thresholds.json"
 OOF_SCORES = "results/tuning/oof_scores.csv"
 OOF_IMAGES = "results/tuning/oof_images.csv"  # each training image's OOF Dice
+ABLATION = (
+    "results/tuning/ablation.csv"  # what each step of the recipe buys, out of fold
+)
 REPORT_PAGES = [
     "results/report/summary.html",
     "results/report/training_curves.png",
@@ -99,11 +102,13 @@ wildcard_constraints:
 
 
 def trained(name):
-    """One output of every training job (name: weights, metrics, oof, oof_dice)."""
+    """One output of every training job (weights, metrics) or of its OOF maps (oof, oof_plain,
+    oof_dice)."""
     suffix = {
         "weights": "weights.pt",
         "metrics": "metrics.csv",
         "oof": "oof",
+        "oof_plain": "oof_plain",
         "oof_dice": "oof_dice.csv",
     }[name]
     return expand(
@@ -234,6 +239,12 @@ def train_code(wildcards):
     return stage_digest("_train", ARCH_MODULES - {MODELS[wildcards.model].module})
 
 
+def oof_code(wildcards):
+    """The OOF maps' code for this model, every other architecture's module left out, as for
+    training: editing one network's source remakes that model's maps only."""
+    return stage_digest("_oof", ARCH_MODULES - {MODELS[wildcards.model].module})
+
+
 # The ImageNet weight files the models start from, by key (vgg11, smp-<encoder>): one fetch each.
 PRETRAINED = files_by_key(list(MODELS.values()))
 
@@ -304,19 +315,34 @@ def config_json():
     return json.dumps(config, sort_keys=True)
 
 
-def weight_args():
-    """--weight MODEL=W for each weight the config gives; tuning and prediction weigh alike."""
-    return " ".join(
-        f"--weight {name}={weight}"
-        for name, weight in config["ensemble"]["weights"].items()
-    )
-
-
 def tune_args():
     grid = config["tune"]["thresholds"]
+    flag = config["tune"]["flag"]
+    ensemble = config["ensemble"]
     models = " ".join(f"--model {name}" for name in MODELS)
     thresholds = f"--thresholds {grid['start']} {grid['stop']} {grid['step']}"
-    return " ".join(filter(None, [models, thresholds, weight_args()]))
+    if ensemble["weights"] == "auto":
+        weights = f"--auto-weights --weight-step {ensemble['weight_step']}"
+    else:
+        weights = " ".join(
+            f"--weight {name}={weight}" for name, weight in ensemble["weights"].items()
+        )
+    flags = f"--min-dice {flag['min_dice']} --max-gap {flag['max_gap']}"
+    return " ".join(filter(None, [models, thresholds, weights, flags]))
+
+
+def tta_args():
+    """The TTA flags of prediction, which the OOF maps are made with too."""
+    tta = config["predict"]["tta"]
+    flips = " ".join(
+        f"--{name}" if tta[name] else f"--no-{name}" for name in ("hflip", "vflip")
+    )
+    return f"{flips} --scales {' '.join(str(scale) for scale in tta['scales'])}"
+
+
+def folder_of_input_weights(wildcards, input):
+    """A training job's folder, read off its weights.pt."""
+    return str(Path(input.weights).parent)
 
 
 def shard_args(wildcards):
@@ -327,15 +353,10 @@ def shard_args(wildcards):
 
 def predict_args():
     predict = config["predict"]
-    flips = " ".join(
-        f"--{name}" if predict["tta"][name] else f"--no-{name}"
-        for name in ("hflip", "vflip")
-    )
-    scales = " ".join(str(scale) for scale in predict["tta"]["scales"])
-    common = f"--batch-size {predict['batch_size']} {flips} --scales {scales}"
+    common = f"--batch-size {predict['batch_size']} {tta_args()}"
     compiled = "--compile" if predict["compile"] else ""
     workers = f"--workers {predict['workers']}" if predict["workers"] else ""
-    return " ".join(filter(None, [common, weight_args(), compiled, workers]))
+    return " ".join(filter(None, [common, compiled, workers]))
 
 
 def predict_gpus():

@@ -8,6 +8,7 @@ rule report_figures:
         thresholds=THRESHOLDS,
         oof_scores=OOF_SCORES,
         oof_images=OOF_IMAGES,
+        ablation=ABLATION,
         train_masks_csv=dataset_inputs()["train_masks_csv"],
         train=dataset_inputs()["train"],
         score=offline_score(),

@@ -12,8 +12,6 @@ rule train:
     output:
         weights=f"{RUN_DIR}/weights.pt",
         metrics=f"{RUN_DIR}/metrics.csv",
-        oof=directory(f"{RUN_DIR}/oof"),
-        oof_dice=f"{RUN_DIR}/oof_dice.csv",
     log:
         "results/logs/train/{model}_fold{fold}.log",
     benchmark:

@@ -1,4 +1,5 @@
-# Out-of-fold threshold tuning: the ensemble's threshold, chosen on every training image.
+# Out-of-fold tuning: the ensemble's weights (given, or auto) and threshold, chosen on every
+# training image's OOF maps; the networks that learnt nothing flagged; the ablation table.
 
 
 rule tune_threshold:
@@ -6,6 +7,7 @@ rule tune_threshold:
         folds=FOLDS,
         train_masks_csv=dataset_inputs()["train_masks_csv"],
         oof=trained("oof"),
+        plain=trained("oof_plain"),
     output:
         thresholds=THRESHOLDS,
         scores=report(
@@ -14,6 +16,11 @@ rule tune_threshold:
             category="Out-of-fold",
         ),
         images=OOF_IMAGES,
+        ablation=report(
+            ABLATION,
+            caption="../report/ablation.rst",
+            category="Out-of-fold",
+        ),
         plot=report(
             "results/tuning/dice_vs_threshold.png",
             caption="../report/dice_vs_threshold.rst",

@@ -17,7 +17,7 @@ import itertools
 import json
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +38,7 @@ from carvana.layout import RLE_HEADER, DatasetPaths
 from carvana.models.inference import mixed_precision_dtype
 from carvana.prediction.ensemble import Ensemble, Prepared, load_member
 from carvana.prediction.tta import TTASpec
+from carvana.prediction.weights import job_name
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,6 @@ class ShardSpec:
     batch_size: int = 8
     tta: TTASpec = field(default_factory=TTASpec)
     gpu: int = 1
-    weights: Mapping[str, float] = field(default_factory=dict)  # per model; 1 when left out
     compile: bool = False  # torch.compile each network
     workers: int = 0  # DataLoader worker processes that load the batches; 0: a thread
 
@@ -71,26 +71,36 @@ def shard_images(images: list[str], index: int, count: int) -> list[str]:
 def predict_shard(
     shard: ShardSpec, data_dir: Path, weights_paths: list[Path], thresholds_path: Path, out_path: Path
 ) -> int:
-    """Write ``out_path`` (img,rle_mask rows of this shard, in sample_submission order); return its rows."""
+    """Write ``out_path`` (img,rle_mask rows of this shard, in sample_submission order); return its rows.
+
+    ``thresholds_path``: tuning's thresholds.json: the threshold, the models' weights (1 each
+    where it gives none) and the networks it left out (``<model>/fold<k>``), which are not loaded
+    into the ensemble."""
     device = torch.device("cuda" if shard.gpu > 0 and torch.cuda.is_available() else "cpu")
     opencv_threads(device)
     if device.type == "cuda":  # the same few shapes batch after batch: cuDNN times its kernels once
         torch.backends.cudnn.benchmark = True
     autocast = mixed_precision_dtype(device)
-    threshold = float(json.loads(thresholds_path.read_text())["threshold"])
+    tuned = json.loads(thresholds_path.read_text())
+    threshold = float(tuned["threshold"])
+    left_out = set(tuned.get("left_out", []))
     paths = DatasetPaths(data_dir)
     every = pd.read_csv(paths.sample_submission_path)["img"].tolist()
     images = shard_images(every, shard.index, shard.count)
     members = [load_member(path, device) for path in weights_paths]
+    members = [member for member in members if job_name(member.spec.name, member.fold) not in left_out]
+    names = {member.spec.name for member in members}  # a model whose every fold is left out has none
+    weights = {model: weight for model, weight in tuned.get("weights", {}).items() if model in names}
     if shard.compile:  # compiled at their first batch, for its shape (full batches, no ramp)
         for member in members:
             member.network.compile(dynamic=False)
-    ensemble = Ensemble(members, shard.tta, device, autocast, shard.weights)
+    ensemble = Ensemble(members, shard.tta, device, autocast, weights)
     views = f"{len(shard.tta.views())} flips x {len(shard.tta.scales)} scales"
     print(
         f"shard {shard.index} of {shard.count}: {len(images)} of {len(every)} test images, "
         f"{len(members)} {'compiled ' if shard.compile else ''}networks x {views} on {device}, "
-        f"threshold {threshold:.2f}",
+        f"threshold {threshold:.2f}"
+        + (f"; left out as learnt nothing: {', '.join(sorted(left_out))}" if left_out else ""),
         flush=True,
     )
     started = time.perf_counter()

@@ -11,6 +11,11 @@ import math
 from collections.abc import Iterable, Mapping
 
 
+def job_name(model: str, fold: int) -> str:
+    """How thresholds.json names one training job's network (in its ``left_out``): ``<model>/fold<k>``."""
+    return f"{model}/fold{fold}"
+
+
 def parse_weights(items: Iterable[str]) -> dict[str, float]:
     """``["unet=2", "unet11=0.5"]`` (as the command line takes them) -> {"unet": 2.0, "unet11": 0.5}."""
     weights: dict[str, float] = {}

@@ -1,11 +1,9 @@
-"""One training job: model ``spec`` on fold ``fold``, resumable, then its out-of-fold maps.
+"""One training job: model ``spec`` on fold ``fold``, resumable.
 
 The job's folder (``run_dir``) holds::
 
     weights.pt        best weights by held-out Dice, with the spec (what prediction loads)
     metrics.csv       one row per epoch: epoch, train_loss, val_loss, val_dice, lr
-    oof/<img>.png     held-out probability maps at the image's own size, uint8 (p * 255)
-    oof_dice.csv      img, car_id, dice at threshold 0.5 at the image's own size
     checkpoints/      last.ckpt (every epoch) and best.ckpt
     fingerprint       what the checkpoints were trained on
     logs/             Lightning's CSV and TensorBoard logs (held-out predictions drawn per epoch)
@@ -14,8 +12,9 @@ Lightning writes ``last.ckpt`` every epoch and the job resumes from it, so a kil
 most one epoch. A checkpoint is only resumed when its fingerprint (the spec less the keys that only
 say how the job runs, the fold's images, the training masks and the training code's digest)
 matches; otherwise training starts afresh.
-The workflow declares only the first four as outputs: Snakemake deletes a job's outputs before
-running it again, and the checkpoints must survive that.
+The workflow declares only the first two as outputs: Snakemake deletes a job's outputs before
+running it again, and the checkpoints must survive that. The out-of-fold maps are a stage of
+their own (``carvana.prediction.oof``), made from weights.pt the way prediction runs it.
 """
 
 from __future__ import annotations
@@ -30,22 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import pandas as pd
 import torch
 
 from carvana.atomic import atomic_path, write_text
-from carvana.data.images import read_image, read_mask
 from carvana.failures import out_of_memory_advice
-from carvana.layout import DatasetPaths, car_of
-from carvana.metrics import dice
+from carvana.layout import DatasetPaths
 from carvana.models.inference import cpu_has_fast_bf16, mixed_precision_dtype
 from carvana.models.spec import ModelSpec
-from carvana.prediction.ensemble import Ensemble, Member
-from carvana.prediction.tta import TTASpec
 from carvana.training.data import FoldImages, SegmentationDataset, fold_images
-
-OOF_THRESHOLD = 0.5  # for the per-image table; the tuning stage searches its own
 
 
 @dataclass(frozen=True)
@@ -61,14 +53,6 @@ class TrainPaths:
     @property
     def metrics_path(self) -> Path:
         return self.run_dir / "metrics.csv"
-
-    @property
-    def oof_dir(self) -> Path:
-        return self.run_dir / "oof"
-
-    @property
-    def oof_dice_path(self) -> Path:
-        return self.run_dir / "oof_dice.csv"
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -148,7 +132,7 @@ def _atomic_checkpoints() -> Any:
 
 
 def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict[str, Any]:
-    """Train (or resume), write the best weights, metrics and OOF outputs; return a summary.
+    """Train (or resume), write the best weights and the metrics; return a summary.
     ``code``: the digest of the training code; a checkpoint made by other code is not resumed."""
     cv2.setNumThreads(1)  # once, in the parent, before any DataLoader worker forks
     import lightning as L  # noqa: N812
@@ -225,7 +209,7 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
     best_path = Path(checkpoints.best_model_path or paths.checkpoint_dir / "best.ckpt")
     best = torch.load(best_path, map_location="cpu", weights_only=False)
     task.load_state_dict(best["state_dict"])
-    network = task.network.to(device.torch_device).eval()
+    network = task.network.cpu().eval()  # weights.pt loads on any machine
     best_epoch = int(best["epoch"]) + 1
     with atomic_path(paths.weights_path) as temporary:
         torch.save(
@@ -235,12 +219,11 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
     metrics = epoch_metrics(paths.log_dir / "csv")
     with atomic_path(paths.metrics_path) as temporary:
         metrics.to_csv(temporary, index=False)
-    with _out_of_memory_advice(spec):
-        table = write_oof(network, spec, fold, device, dataset, images.held_out, paths)
-    summary = {"best_epoch": best_epoch, "oof_dice": float(table["dice"].mean()), "held_out": len(table)}
+    best_dice = float(metrics.loc[metrics["epoch"] == best_epoch, "val_dice"].iloc[0])
+    summary = {"best_epoch": best_epoch, "val_dice": best_dice, "held_out": len(images.held_out)}
     print(
-        f"{spec.name} fold {fold}: best epoch {best_epoch}, OOF Dice {summary['oof_dice']:.5f} "
-        f"on {len(table)} held-out images at their own size",
+        f"{spec.name} fold {fold}: best epoch {best_epoch} of {spec.epochs}, held-out Dice "
+        f"{best_dice:.5f} at the input size",
         flush=True,
     )
     return summary
@@ -289,43 +272,3 @@ def epoch_metrics(csv_dir: Path) -> pd.DataFrame:
     table = logged.groupby("epoch", as_index=False).last()  # last non-null value per column
     table["epoch"] = table["epoch"].astype(int) + 1
     return table.reindex(columns=columns)
-
-
-def write_oof(
-    network: torch.nn.Module,
-    spec: ModelSpec,
-    fold: int,
-    device: Device,
-    dataset: DatasetPaths,
-    held_out: list[str],
-    paths: TrainPaths,
-) -> pd.DataFrame:
-    """Probability maps of the held-out images at their own size (uint8 PNG) and their Dice.
-
-    The maps come from the prediction stage's own path (an ensemble of this one network, no TTA),
-    so the threshold tuned on them means the same thing there.
-    """
-    model = Ensemble(
-        [Member(spec, fold, network)], TTASpec(hflip=False), device.torch_device, device.autocast_dtype
-    )
-    rows = []
-    with atomic_path(paths.oof_dir) as oof_dir:
-        oof_dir.mkdir()
-        for start in range(0, len(held_out), spec.batch_size):
-            names = held_out[start : start + spec.batch_size]
-            images = [read_image(dataset.image_path("train", name)) for name in names]
-            for name, probability in zip(names, model.probabilities(images), strict=True):
-                encoded = np.round(np.clip(probability, 0, 1) * 255).astype(np.uint8)
-                if not cv2.imwrite(str(oof_dir / oof_name(name)), encoded):
-                    raise OSError(f"could not write {oof_dir / oof_name(name)}")
-                truth = read_mask(dataset.mask_path(name))
-                rows.append((name, car_of(name), dice(encoded / 255 >= OOF_THRESHOLD, truth)))  # as read back
-    table = pd.DataFrame(rows, columns=["img", "car_id", "dice"])
-    with atomic_path(paths.oof_dice_path) as temporary:
-        table.to_csv(temporary, index=False, float_format="%.6f")
-    return table
-
-
-def oof_name(img: str) -> str:
-    """``<carid>_<NN>.png`` for the image ``<carid>_<NN>.jpg``."""
-    return img.removesuffix(".jpg") + ".png"

@@ -1,15 +1,23 @@
-"""Out-of-fold threshold tuning: Dice against threshold per model and for their ensemble.
+"""Out-of-fold tuning: the ensemble's weights and threshold, and what each step of it buys.
 
 Every training image is held out by exactly one fold, so each model has one OOF probability map
-per training image (``<models_dir>/<model>/fold<k>/oof/<img>.png``). The ensemble's map is the
-models' weighted mean (``carvana.prediction.weights``), as prediction averages them. Dice is
-computed at the images' own size against the masks of train_masks.csv, for every threshold of
-the grid; the ensemble's best threshold is the one prediction uses.
+per training image, made by the OOF stage (``carvana.prediction.oof``) with the configured TTA
+(``<models_dir>/<model>/fold<k>/oof/<img>.png``) and without it (``oof_plain/``). The ensemble's
+map is the models' weighted mean, as prediction averages them. Dice is computed at the images'
+own size against the masks of train_masks.csv, at every threshold of the grid.
 
-Outputs in ``out_dir``: ``thresholds.json`` (the chosen threshold, and each model's best),
+1. Each network's OOF Dice at 0.5 is checked (``carvana.tuning.flags``): one that learnt nothing
+   is flagged, and warned about.
+2. The weights: the configured ones, or with ``auto`` the simplex-grid search over the networks
+   not flagged (``carvana.tuning.blend``), weights and threshold together.
+3. The threshold prediction uses: the ensemble's best under those weights.
+
+Outputs in ``out_dir``: ``thresholds.json`` (the threshold, the weights and the networks left
+out, which prediction reads; each model's best threshold; the flags and warnings),
 ``oof_scores.csv`` (OOF Dice per model and the ensemble, per fold and over all folds, at each
 one's best threshold and at 0.5), ``oof_images.csv`` (each image's Dice per model and for the
-ensemble, at those thresholds) and ``dice_vs_threshold.png``.
+ensemble, at those thresholds), ``ablation.csv`` (``carvana.tuning.ablation``) and
+``dice_vs_threshold.png``.
 """
 
 from __future__ import annotations
@@ -28,8 +36,11 @@ import pandas as pd
 from carvana import rle
 from carvana.atomic import atomic_path, write_text
 from carvana.layout import DatasetPaths
-from carvana.prediction.weights import model_weights
-from carvana.tuning.threshold import ThresholdGrid, best_threshold, dice_at_thresholds, value_counts
+from carvana.prediction.weights import job_name, model_weights
+from carvana.tuning.ablation import Step, ablation_table
+from carvana.tuning.blend import Choice, blend_curves, blend_scales, choose_blend, nested_choice, simplex_grid
+from carvana.tuning.flags import FlagRule, edge_warnings, flag_jobs
+from carvana.tuning.threshold import ThresholdGrid, best_threshold
 
 ENSEMBLE = "ensemble"
 
@@ -41,13 +52,14 @@ class TunePaths:
     models_dir: Path
     out_dir: Path
 
-    def oof_path(self, model: str, fold: int, img: str) -> Path:
-        return oof_path(self.models_dir, model, fold, img)
+    def oof_path(self, model: str, fold: int, img: str, folder: str = "oof") -> Path:
+        return oof_path(self.models_dir, model, fold, img, folder)
 
 
-def oof_path(models_dir: Path, model: str, fold: int, img: str) -> Path:
-    """Where a training job wrote its OOF map of ``img``."""
-    return models_dir / model / f"fold{fold}" / "oof" / (img.removesuffix(".jpg") + ".png")
+def oof_path(models_dir: Path, model: str, fold: int, img: str, folder: str = "oof") -> Path:
+    """Where the OOF stage wrote a network's map of ``img``: with TTA in ``oof``, without it in
+    ``oof_plain``."""
+    return models_dir / model / f"fold{fold}" / folder / (img.removesuffix(".jpg") + ".png")
 
 
 def ensemble_scale(models: list[str], weights: Mapping[str, float] | None) -> npt.NDArray[np.float64]:
@@ -71,75 +83,252 @@ def ensemble_levels(
 def read_oof(path: Path) -> npt.NDArray[np.uint8]:
     probability = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if probability is None or probability.dtype != np.uint8 or probability.ndim != 2:
-        raise FileNotFoundError(f"{path}: missing or not a uint8 probability map; rerun that training job")
+        raise FileNotFoundError(f"{path}: missing or not a uint8 probability map; rerun that job's OOF maps")
     return np.asarray(probability, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class OofSet:
+    """The training images in name order with their folds, and each model's per-image Dice at
+    every threshold: ``tta`` and ``plain`` map a model to (images, thresholds + 1) arrays, the
+    last column at threshold 0.5."""
+
+    folds: pd.DataFrame
+    columns: npt.NDArray[np.float64]
+    tta: dict[str, npt.NDArray[np.float64]]
+    plain: dict[str, npt.NDArray[np.float64]]
+
+    @property
+    def fold_of_image(self) -> npt.NDArray[np.int64]:
+        return self.folds["fold"].to_numpy(dtype=np.int64)
+
+
+def curve_columns(grid: ThresholdGrid) -> npt.NDArray[np.float64]:
+    """The grid's thresholds and then 0.5: every curve's columns."""
+    return np.append(grid.values(), 0.5)
+
+
+def read_truth(paths: TunePaths) -> pd.Series:
+    return pd.read_csv(
+        DatasetPaths(paths.data_dir).train_masks_csv_path, dtype=str, keep_default_na=False
+    ).set_index("img")["rle_mask"]
+
+
+def read_folds(paths: TunePaths) -> pd.DataFrame:
+    return pd.read_csv(paths.folds_path).sort_values("img", ignore_index=True)
+
+
+def model_curves(paths: TunePaths, models: list[str], grid: ThresholdGrid) -> OofSet:
+    """Each model's per-image Dice curves, with and without TTA."""
+    if not models:
+        raise ValueError("no models to tune: configure at least one")
+    folds, truth_rle, columns = read_folds(paths), read_truth(paths), curve_columns(grid)
+    curves = {
+        folder: {model: np.empty((len(folds), len(columns))) for model in models}
+        for folder in ("oof", "oof_plain")
+    }
+    one = np.ones((1, 1))
+    for row, (img, fold) in enumerate(zip(folds["img"], folds["fold"], strict=True)):
+        truth = None
+        for folder, by_model in curves.items():
+            for model in models:
+                probability = read_oof(paths.oof_path(model, int(fold), img, folder))
+                if truth is None:
+                    truth = rle.decode(truth_rle[img], probability.shape)
+                if probability.shape != truth.shape:
+                    raise ValueError(
+                        f"{model}'s OOF map of {img} is {probability.shape}, its mask {truth.shape}"
+                    )
+                by_model[model][row] = blend_curves([probability], truth, one, columns)[0]
+    return OofSet(folds, columns, curves["oof"], curves["oof_plain"])
+
+
+def blends(
+    paths: TunePaths,
+    models: list[str],
+    oof: OofSet,
+    groups: list[tuple[npt.NDArray[np.float64], set[str]]],
+) -> list[npt.NDArray[np.float64]]:
+    """Per-image Dice curves of weighted blends of the models' TTA maps: for each group of
+    (points (P, models) weights, jobs left out), a (P, images, columns) array."""
+    truth_rle = read_truth(paths)
+    out = [np.empty((len(points), len(oof.folds), len(oof.columns))) for points, _ in groups]
+    for row, (img, fold) in enumerate(zip(oof.folds["img"], oof.folds["fold"], strict=True)):
+        maps = {model: read_oof(paths.oof_path(model, int(fold), img)) for model in models}
+        truth = rle.decode(truth_rle[img], maps[models[0]].shape)
+        for curves, (points, left_out) in zip(out, groups, strict=True):
+            present = [None if job_name(m, int(fold)) in left_out else maps[m] for m in models]
+            curves[:, row] = blend_curves(present, truth, points, oof.columns)
+    return out
 
 
 def oof_dice(
     paths: TunePaths, models: list[str], grid: ThresholdGrid, weights: Mapping[str, float] | None = None
 ) -> tuple[pd.DataFrame, dict[str, npt.NDArray[np.float64]]]:
-    """Per-image Dice at each threshold: (the folds table, {member: (images, thresholds) array}).
+    """Per-image Dice at each threshold of the grid, with TTA: (the folds table, {member:
+    (images, thresholds) array}), the ensemble's under ``weights`` (1 each unless given)."""
+    oof = model_curves(paths, models, grid)
+    point = np.array([model_weights(models, weights or {})])
+    (ensemble,) = blends(paths, models, oof, [(point, set())])
+    width = len(oof.columns) - 1
+    curves = {model: curve[:, :width] for model, curve in oof.tta.items()}
+    curves[ENSEMBLE] = ensemble[0, :, :width]
+    return oof.folds, curves
 
-    The ensemble's map is held in steps of 1 / (255 * len(models)): with equal weights that is the
-    exact sum of the models' uint8 maps; otherwise the weighted mean, rounded to that step.
-    """
-    if not models:
-        raise ValueError("no models to tune: configure at least one")
-    scale = ensemble_scale(models, weights)
-    folds = pd.read_csv(paths.folds_path).sort_values("img", ignore_index=True)
-    truth_rle = pd.read_csv(
-        DatasetPaths(paths.data_dir).train_masks_csv_path, dtype=str, keep_default_na=False
-    ).set_index("img")["rle_mask"]
-    thresholds = grid.values()
-    members = [*models, ENSEMBLE]
-    curves = {member: np.empty((len(folds), len(thresholds))) for member in members}
-    for row, (img, fold) in enumerate(zip(folds["img"], folds["fold"], strict=True)):
-        maps = [read_oof(paths.oof_path(model, int(fold), img)) for model in models]
-        truth = rle.decode(truth_rle[img], maps[0].shape)
-        for model, probability in zip(models, maps, strict=True):
-            if probability.shape != truth.shape:
-                raise ValueError(f"{model}'s OOF map of {img} is {probability.shape}, its mask {truth.shape}")
-            curves[model][row] = dice_at_thresholds(*value_counts(probability, truth, 255), thresholds)
-        levels = ensemble_levels(maps, scale)
-        counts = value_counts(levels, truth, 255 * len(models))
-        curves[ENSEMBLE][row] = dice_at_thresholds(*counts, thresholds)
-    return folds, curves
+
+@dataclass(frozen=True)
+class Tuned:
+    """One way of blending, chosen: its weights per model, threshold column and curves."""
+
+    weights: dict[str, float]
+    column: int
+    curve: npt.NDArray[np.float64]  # (images, columns)
+
+    def at_tuned(self) -> npt.NDArray[np.float64]:
+        return np.asarray(self.curve[:, self.column])
+
+    def at_half(self) -> npt.NDArray[np.float64]:
+        return np.asarray(self.curve[:, -1])
+
+
+def _best(curve: npt.NDArray[np.float64], thresholds: npt.NDArray[np.float64]) -> int:
+    threshold, _ = best_threshold(thresholds, curve[:, : len(thresholds)].mean(axis=0))
+    return int(np.argmin(np.abs(thresholds - threshold)))
+
+
+def _describe(weights: Mapping[str, float]) -> str:
+    return " ".join(f"{model}={weight:g}" for model, weight in weights.items())
 
 
 def tune(
-    paths: TunePaths, models: list[str], grid: ThresholdGrid, weights: Mapping[str, float] | None = None
+    paths: TunePaths,
+    models: list[str],
+    grid: ThresholdGrid,
+    weights: Mapping[str, float] | None = None,
+    *,
+    auto: bool = False,
+    weight_step: float = 0.1,
+    flag: FlagRule | None = None,
 ) -> dict[str, Any]:
-    """Write thresholds.json, oof_scores.csv and dice_vs_threshold.png; return thresholds.json's content."""
-    folds, curves = oof_dice(paths, models, grid, weights)
-    thresholds = grid.values()
-    at_half = int(np.argmin(np.abs(thresholds - 0.5))) if grid.start <= 0.5 <= grid.stop else None
+    """Choose the ensemble's weights (``weights``, 1 each unless given; or with ``auto`` the
+    search) and threshold; write thresholds.json, the tables and the plot; return
+    thresholds.json's content."""
+    if auto and weights:
+        raise ValueError("ensemble weights are either auto or given, not both")
+    oof = model_curves(paths, models, grid)
+    thresholds, folds = grid.values(), oof.fold_of_image
+    fold_ids = sorted(int(f) for f in np.unique(folds))
+    job_dice = {
+        (model, fold): float(oof.tta[model][folds == fold, -1].mean())
+        for model in models
+        for fold in fold_ids
+    }
+    flagged = flag_jobs(job_dice, flag or FlagRule())
+    emptied = [fold for fold in fold_ids if all((model, fold) in flagged for model in models)]
+    if emptied:
+        # nothing of those folds would be left to blend: the search keeps every network
+        problem = (
+            f"every model's network of fold {', '.join(map(str, emptied))} is flagged as having learnt "
+            "nothing: retrain them (more epochs, another learning rate) before trusting this ensemble"
+        )
+        if auto:
+            raise ValueError(problem)
+    left_out = {job_name(model, fold) for model, fold in flagged} if not emptied else set()
+    searched = [model for model in models if any(job_name(model, fold) not in left_out for fold in fold_ids)]
+    sub = simplex_grid(len(searched), weight_step)
+    grid_points = np.zeros((len(sub), len(models)))
+    grid_points[:, [models.index(model) for model in searched]] = sub
+    equal_point = np.full((1, len(models)), 1 / len(models))
+    given_point = np.array([model_weights(models, weights or {})])
+    equal, given, searched_curves = blends(
+        paths, models, oof, [(equal_point, set()), (given_point, set()), (grid_points, left_out)]
+    )
+    choice = choose_blend(searched_curves[:, :, : len(thresholds)], grid_points, thresholds)
+    search = Tuned(
+        dict(zip(models, grid_points[choice.point].tolist(), strict=True)),
+        choice.threshold,
+        searched_curves[choice.point],
+    )
+    nested_tuned, nested_half, nested = nested_choice(
+        searched_curves[:, :, : len(thresholds)], searched_curves[:, :, -1], grid_points, thresholds, folds
+    )
+    if auto:
+        final = search
+    else:
+        final_weights = dict(zip(models, given_point[0].tolist(), strict=True))
+        final = Tuned(final_weights, _best(given[0], thresholds), given[0])
+    equal_tuned = Tuned(dict.fromkeys(models, 1.0), _best(equal[0], thresholds), equal[0])
+
     chosen: dict[str, dict[str, float]] = {}
+    per_image = oof.folds[["img", "car_id", "fold"]].copy()
+    members = {
+        model: Tuned({model: 1.0}, _best(oof.tta[model], thresholds), oof.tta[model]) for model in models
+    }
+    members[ENSEMBLE] = final
     rows = []
-    per_image = folds[["img", "car_id", "fold"]].copy()
-    for member, curve in curves.items():
-        threshold, dice = best_threshold(thresholds, curve.mean(axis=0))
-        chosen[member] = {"threshold": threshold, "dice": dice}
-        column = int(np.argmin(np.abs(thresholds - threshold)))
-        per_image[member] = curve[:, column]
-        groups = [("all", np.ones(len(folds), dtype=bool))]
-        groups += [(str(fold), (folds["fold"] == fold).to_numpy()) for fold in sorted(folds["fold"].unique())]
-        for fold, rows_of in groups:
+    for member, tuned in members.items():
+        threshold = float(thresholds[tuned.column])
+        chosen[member] = {"threshold": threshold, "dice": float(tuned.at_tuned().mean())}
+        per_image[member] = tuned.at_tuned()
+        groups = [("all", np.ones(len(folds), dtype=bool))] + [(str(f), folds == f) for f in fold_ids]
+        for fold_label, rows_of in groups:
             rows.append(
                 {
                     "model": member,
-                    "fold": fold,
+                    "fold": fold_label,
                     "images": int(rows_of.sum()),
                     "threshold": threshold,
-                    "dice": curve[rows_of, column].mean(),
-                    "dice_at_0.5": curve[rows_of, at_half].mean() if at_half is not None else np.nan,
+                    "dice": tuned.at_tuned()[rows_of].mean(),
+                    "dice_at_0.5": tuned.at_half()[rows_of].mean(),
                 }
             )
+
+    best_single = max(models, key=lambda model: chosen[model]["dice"])
+    steps = []
+    for model in models:
+        plain = Tuned({model: 1.0}, _best(oof.plain[model], thresholds), oof.plain[model])
+        steps.append(_step(f"{model} without TTA", plain, thresholds, None))
+        steps.append(_step(f"{model} with TTA", members[model], thresholds, f"{model} without TTA"))
+    steps.append(_step("equal-weight ensemble", equal_tuned, thresholds, f"{best_single} with TTA"))
+    steps.append(_step("tuned-weight ensemble", search, thresholds, "equal-weight ensemble"))
+    steps.append(
+        Step(
+            "tuned weights, chosen on the other folds",
+            nested_tuned,
+            nested_half,
+            None,
+            "equal-weight ensemble",
+            "; ".join(
+                f"fold {f}: {_describe(_weights_of(models, grid_points, c))}" for f, c in nested.items()
+            ),
+        )
+    )
+    steps.append(_step("final recipe", final, thresholds, f"{best_single} with TTA"))
+    ablation = ablation_table(steps, folds)
+
+    warnings = [
+        f"{job_name(model, fold)}: {reason}; "
+        + (
+            "left out of the ensemble (ensemble.weights: auto)"
+            if auto
+            else "blended in all the same, as ensemble.weights are given: retrain it, or set "
+            "ensemble.weights: auto to leave it out"
+        )
+        for (model, fold), reason in flagged.items()
+    ]
+    warnings += [problem] if emptied else []
+    warnings += edge_warnings({m: chosen[m]["threshold"] for m in chosen}, grid.start, grid.stop)
     result = {
         "threshold": chosen[ENSEMBLE]["threshold"],
         "ensemble": chosen[ENSEMBLE],
         "models": {model: chosen[model] for model in models},
-        "weights": dict(zip(models, model_weights(models, weights or {}), strict=True)),
+        "weights": final.weights,
+        "weights_chosen": "auto" if auto else "config",
+        "left_out": sorted(left_out) if auto else [],
+        "flagged": {job_name(model, fold): reason for (model, fold), reason in flagged.items()},
+        "warnings": warnings,
         "grid": {"start": grid.start, "stop": grid.stop, "step": grid.step},
+        "weight_step": weight_step,
         "images": len(folds),
     }
     paths.out_dir.mkdir(parents=True, exist_ok=True)
@@ -147,14 +336,40 @@ def tune(
         pd.DataFrame(rows).to_csv(temporary, index=False, float_format="%.6f")
     with atomic_path(paths.out_dir / "oof_images.csv") as temporary:
         per_image.to_csv(temporary, index=False, float_format="%.6f")
+    with atomic_path(paths.out_dir / "ablation.csv") as temporary:
+        ablation.to_csv(temporary, index=False, float_format="%.6f")
     plot_curves(
         thresholds,
-        {member: curve.mean(axis=0) for member, curve in curves.items()},
+        {member: tuned.curve[:, : len(thresholds)].mean(axis=0) for member, tuned in members.items()},
         chosen,
         paths.out_dir / "dice_vs_threshold.png",
     )
     write_text(paths.out_dir / "thresholds.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _weights_of(models: list[str], points: npt.NDArray[np.float64], choice: Choice) -> dict[str, float]:
+    return dict(zip(models, points[choice.point].tolist(), strict=True))
+
+
+def _step(name: str, tuned: Tuned, thresholds: npt.NDArray[np.float64], compared_with: str | None) -> Step:
+    weights = _describe(tuned.weights) if len(tuned.weights) > 1 else ""
+    return Step(
+        name, tuned.at_tuned(), tuned.at_half(), float(thresholds[tuned.column]), compared_with, weights
+    )
+
+
+def image_levels(
+    maps: list[npt.NDArray[np.uint8] | None], weights: list[float]
+) -> tuple[npt.NDArray[np.uint16], int]:
+    """One image's ensemble map in levels, as tuning scores it: the present maps (None: a network
+    left out) blended by ``weights``; returns the levels and their scale (255 x models)."""
+    present = np.array([probability is not None for probability in maps])
+    (scale,) = blend_scales(np.array([weights], dtype=np.float64), present)
+    if np.isnan(scale).any():
+        raise ValueError("every network with a weight is left out of this image's blend")
+    levels = ensemble_levels([m for m in maps if m is not None], scale)
+    return levels, 255 * len(maps)
 
 
 def plot_curves(

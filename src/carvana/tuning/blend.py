@@ -1,0 +1,172 @@
+"""Ensemble weights chosen on the out-of-fold maps, together with the threshold.
+
+The search is a coarse simplex grid: every weight vector whose entries are multiples of ``step``
+and add up to 1 (66 vectors for three models at step 0.1, a model's weight 0 leaving it out),
+each scored at every threshold of the tuning grid by mean OOF Dice over all training images.
+The best (weights, threshold) pair wins; among pairs within 1e-12 of it, the weights nearest the
+equal weights, then the threshold nearest 0.5.
+
+Why this does not overfit the OOF set: the choice is among a few dozen weight vectors and a few
+dozen thresholds, scored on thousands of images (5,088 in the competition), and each image's
+Dice is out of fold for every network in it. The search's own gain is measured honestly too:
+``nested_choice`` picks the weights and threshold on all folds but one and scores them on the
+fold left out, fold by fold, so the ablation table shows the gain a new image can expect beside
+the gain on the images the weights were chosen on, with its fold-to-fold spread. When the
+nested gain is within that spread, equal weights are as good.
+
+Each image's ensemble map is held in levels of 1 / (255 x models), as tuning scores it
+(``carvana.tuning.tune.ensemble_levels``). A network left out (a model's fold that learnt
+nothing) is missing from the maps of its fold's images; the remaining models' weights are scaled
+up to fill its share there, as prediction's weighted mean does over the networks it has. Pixels
+where every present map has the same value have that value in every blend, so each blend only
+recomputes the others (the edges of the car, a few percent of the image).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from carvana.tuning.threshold import dice_at_thresholds, value_counts
+
+FloatArray = npt.NDArray[np.float64]
+
+
+MAX_BLENDS = 5000  # a finer grid than this overfits the OOF set and takes long to score
+
+
+def simplex_grid(models: int, step: float) -> FloatArray:
+    """Every weight vector of ``models`` entries in multiples of ``step`` adding up to 1:
+    (points, models) float64, in lexicographic order of the entries, largest first."""
+    if models < 1:
+        raise ValueError(f"a weight grid needs at least one model, got {models}")
+    parts = round(1 / step) if step > 0 else 0
+    if parts < 1 or abs(parts * step - 1) > 1e-9:
+        raise ValueError(f"the weight step must divide 1 (0.5, 0.25, 0.2, 0.1, ...), got {step}")
+    count = math.comb(parts + models - 1, models - 1)
+    if count > MAX_BLENDS:
+        raise ValueError(
+            f"a weight step of {step} gives {count} blends of {models} models, more than {MAX_BLENDS}: "
+            "raise the step"
+        )
+
+    def compositions(total: int, slots: int) -> list[tuple[int, ...]]:
+        if slots == 1:
+            return [(total,)]
+        return [
+            (first, *rest)
+            for first in range(total, -1, -1)
+            for rest in compositions(total - first, slots - 1)
+        ]
+
+    return np.array(compositions(parts, models), dtype=np.float64) / parts
+
+
+def blend_scales(points: FloatArray, present: npt.NDArray[np.bool_]) -> FloatArray:
+    """Each blend's factor per present model, scaled so that the factors add up to the number of
+    models: (points, present models). A row whose present weights are all 0 is NaN (that blend
+    has no network for this image)."""
+    weights = points[:, present]
+    totals = weights.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scales: FloatArray = weights * (points.shape[1] / totals)
+    scales[totals[:, 0] == 0] = np.nan
+    return scales
+
+
+def blend_curves(
+    maps: list[npt.NDArray[np.uint8] | None],
+    truth: npt.NDArray[np.generic],
+    points: FloatArray,
+    thresholds: FloatArray,
+) -> FloatArray:
+    """Dice of one image at each threshold for each blend: (points, thresholds) float64.
+
+    ``maps``: each model's OOF map of the image, (H, W) uint8 (p x 255), or None where that
+    model's network for the image's fold is left out; ``truth``: (H, W), nonzero for car;
+    ``points``: (points, models) weights. A blend with no present weight scores NaN.
+    """
+    present = np.array([probability is not None for probability in maps])
+    if not present.any():
+        raise ValueError("every model's map of this image is left out: nothing to blend")
+    models = len(maps)
+    stack = np.stack([probability.ravel() for probability in maps if probability is not None])
+    car = truth.ravel() != 0
+    if stack.shape[1] != car.size:
+        raise ValueError(f"the maps have {stack.shape[1]} pixels, the mask {car.size}")
+    same = (stack == stack[0]).all(axis=0)
+    scale = 255 * models
+    # where the present maps agree, every blend's level is the models' count times that value
+    base_car, base_background = value_counts(stack[0, same].astype(np.int64) * models, car[same], scale)
+    differ = stack[:, ~same].astype(np.float64)
+    differ_car = car[~same]
+    curves = np.full((len(points), len(thresholds)), np.nan)
+    for row, factors in enumerate(blend_scales(points, present)):
+        if np.isnan(factors).any():
+            continue
+        total = np.zeros(differ.shape[1], dtype=np.float64)
+        for factor, values in zip(factors, differ, strict=True):  # the order ensemble_levels sums in
+            total += factor * values
+        car_counts, background_counts = value_counts(np.rint(total).astype(np.int64), differ_car, scale)
+        curves[row] = dice_at_thresholds(
+            base_car + car_counts, base_background + background_counts, thresholds
+        )
+    return curves
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A blend and threshold: the index of the weights in the grid, the threshold's index, and
+    the mean Dice over the images it was chosen on."""
+
+    point: int
+    threshold: int
+    dice: float
+
+
+def choose_blend(curves: FloatArray, points: FloatArray, thresholds: FloatArray) -> Choice:
+    """The (weights, threshold) of highest mean Dice over the images of ``curves`` (points,
+    images, thresholds); ties go to the weights nearest equal weights, then the threshold
+    nearest 0.5. Blends that leave some image without a network (NaN) are not chosen."""
+    if curves.shape[1] == 0:
+        raise ValueError("no images to choose the ensemble's weights on")
+    mean = curves.mean(axis=1)  # NaN where any image has no network
+    if np.isnan(mean).all():
+        raise ValueError("every blend of the weight grid leaves some image without a network")
+    best = np.nanmax(mean)
+    tied = np.argwhere(mean >= best - 1e-12)
+    equal = np.full(points.shape[1], 1 / points.shape[1])
+    distance = np.abs(points[tied[:, 0]] - equal).sum(axis=1)
+    order = np.lexsort((np.abs(thresholds[tied[:, 1]] - 0.5), distance))
+    point, threshold = tied[order[0]]
+    return Choice(int(point), int(threshold), float(mean[point, threshold]))
+
+
+def nested_choice(
+    curves: FloatArray,
+    at_half: FloatArray,
+    points: FloatArray,
+    thresholds: FloatArray,
+    folds: npt.NDArray[np.integer],
+) -> tuple[FloatArray, FloatArray, dict[int, Choice]]:
+    """Each image's Dice under the blend and threshold chosen on the other folds' images, as a
+    new image would meet them. ``curves``: (points, images, thresholds); ``at_half``: (points,
+    images), each blend's Dice at threshold 0.5; ``folds``: (images,). Returns (images,) Dice at
+    the chosen threshold and at 0.5 under the chosen weights, and each fold's choice (its
+    ``dice`` is on the other folds). With one fold there is nothing to leave out, so this raises."""
+    labels = np.unique(folds)
+    if len(labels) < 2:
+        raise ValueError("choosing on other folds needs at least two folds")
+    at_choice = np.empty(curves.shape[1])
+    half = np.empty(curves.shape[1])
+    choices = {}
+    for fold in labels:
+        held = folds == fold
+        choice = choose_blend(curves[:, ~held], points, thresholds)
+        choices[int(fold)] = choice
+        at_choice[held] = curves[choice.point, held, choice.threshold]
+        half[held] = at_half[choice.point, held]
+    return at_choice, half, choices
