@@ -11,8 +11,8 @@ from carvana.data.images import read_mask
 from carvana.layout import DatasetPaths
 from carvana.metrics import dice
 from carvana.models.inference import MEAN, STD, resize
-from carvana.models.spec import ModelSpec
-from carvana.training.data import SegmentationDataset, fold_images
+from carvana.models.spec import AugmentSpec, ModelSpec
+from carvana.training.data import SegmentationDataset, augmentations, fold_images
 
 NO_AUGMENT = {"hflip_p": 0.0, "affine_p": 0.0, "color_p": 0.0}
 
@@ -87,3 +87,20 @@ def test_unet_training_tiles_pair_the_tiles_centre_with_its_mask(tiny_dataset) -
         assert (target[0].numpy() == mask[top : top + 20, left : left + 36]).all()
         places.add((top, left))
     assert len(places) > 1  # the crops are random
+
+
+def test_channel_shuffle_reorders_the_colours_and_grayscale_equalises_them() -> None:
+    # a pixel of three distinct channel values: shuffled, it keeps the same three in another
+    # order at least once in 20 draws; grayed, its channels are equal (ITU-R 601-2 luma: 0.299 R
+    # + 0.587 G + 0.114 B of 10, 20, 30 is 18.15, so 18)
+    image = np.zeros((4, 6, 3), dtype=np.uint8)
+    image[...] = (10, 20, 30)
+    mask = np.zeros((4, 6), dtype=np.float32)
+    shuffled = augmentations(AugmentSpec(**{**NO_AUGMENT, "channel_shuffle_p": 1.0}), seed=3)
+    orders = {tuple(shuffled(image=image, mask=mask)["image"][0, 0]) for _ in range(20)}
+    assert all(sorted(order) == [10, 20, 30] for order in orders) and len(orders) > 1
+    grayed = augmentations(AugmentSpec(**{**NO_AUGMENT, "gray_p": 1.0}), seed=3)
+    assert grayed(image=image, mask=mask)["image"][0, 0].tolist() == [18, 18, 18]
+    # off by default: the colours come through
+    plain = augmentations(AugmentSpec(**NO_AUGMENT), seed=3)
+    assert plain(image=image, mask=mask)["image"][0, 0].tolist() == [10, 20, 30]

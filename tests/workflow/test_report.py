@@ -130,6 +130,21 @@ def test_the_report_holds_summary_curves_threshold_plot_gallery_and_score(
         assert [float(cell) for cell in cells[2:]] == pytest.approx(expected, abs=6e-5)
     config = html.unescape(re.search(r'<pre id="config">(.*?)</pre>', summary, re.S).group(1))  # type: ignore[union-attr]
     assert "n_folds: 2" in config and "unet1024:" in config
+    # tuning's warnings, one item each: the tiny unet learnt nothing on either fold
+    warnings = re.search(r'<ul id="warnings">(.*?)</ul>', summary, re.S)
+    assert warnings is not None
+    items = [html.unescape(item) for item in re.findall(r"<li>(.*?)</li>", warnings.group(1))]
+    assert items == tuned["warnings"] and any(item.startswith("unet/fold0: OOF Dice") for item in items)
+    # the ablation table, a row per step with its Dice and the fold spread from ablation.csv
+    ablation = pd.read_csv(work / "results/tuning/ablation.csv")
+    table = re.search(r'<table id="ablation">(.*?)</table>', summary, re.S)
+    assert table is not None
+    for step in ablation.to_dict("records"):
+        row = re.search(rf"<tr><th>{re.escape(html.escape(step['step']))}</th>(.*?)</tr>", table.group(1))
+        assert row is not None, step["step"]
+        cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
+        assert float(cells[2]) == pytest.approx(step["dice"], abs=6e-5)
+        assert html.unescape(cells[3]) == f"{step['dice_fold_mean']:.4f} \u00b1 {step['dice_fold_std']:.4f}"
 
 
 def test_the_report_renders_in_chromium_and_its_images_load(report: Path, tmp_path: Path) -> None:

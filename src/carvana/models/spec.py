@@ -123,9 +123,11 @@ class AugmentSpec:
     hue: int = 10
     saturation: int = 20
     value: int = 10
+    channel_shuffle_p: float = 0.0
+    gray_p: float = 0.0
 
     def __post_init__(self) -> None:
-        for key in ("hflip_p", "affine_p", "color_p"):
+        for key in ("hflip_p", "affine_p", "color_p", "channel_shuffle_p", "gray_p"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"augment.{key} is a probability in [0, 1], got {getattr(self, key)}")
         for key in ("shift", "scale", "rotate", "brightness", "contrast", "hue", "saturation", "value"):

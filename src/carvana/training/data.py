@@ -52,7 +52,8 @@ def fold_images(folds_path: Path, fold: int) -> FoldImages:
 
 
 def augmentations(augment: AugmentSpec, seed: int) -> A.Compose:
-    """Horizontal flip, shift/scale/rotate (mirrored border) and brightness/contrast/HSV jitter."""
+    """Horizontal flip, shift/scale/rotate (mirrored border), brightness/contrast/HSV jitter, and
+    channel shuffle and grayscale, which hide the car's colour."""
     return A.Compose(
         [
             A.HorizontalFlip(p=augment.hflip_p),
@@ -73,6 +74,9 @@ def augmentations(augment: AugmentSpec, seed: int) -> A.Compose:
                 val_shift_limit=augment.value,
                 p=augment.color_p,
             ),
+            # against keying on the car's colour: a colour unseen in training is then not lost
+            A.ChannelShuffle(p=augment.channel_shuffle_p),
+            A.ToGray(num_output_channels=3, p=augment.gray_p),
         ],
         seed=seed,
     )
