@@ -92,6 +92,21 @@ def test_ensemble_weights_naming_a_missing_model_are_rejected() -> None:
     )
 
 
+def test_auto_weights_pass_and_a_weight_step_that_does_not_divide_one_is_rejected() -> None:
+    config = _config(ensemble={"weights": "auto"})
+    assert [spec.name for spec in check_config(config, SCHEMA)] == ["a"]
+    assert config["ensemble"]["weight_step"] == 0.1 and config["tune"]["flag"] == {
+        "min_dice": 0.5,
+        "max_gap": 0.1,
+    }
+    (problem,) = _problems(_config(ensemble={"weights": "auto", "weight_step": 0.3}))
+    assert (
+        problem == "ensemble.weight_step: the weight step must divide 1 (0.5, 0.25, 0.2, 0.1, ...), got 0.3"
+    )
+    (problem,) = _problems(_config(ensemble={"weights": "equal"}))
+    assert problem.startswith("ensemble.weights: 'equal' is not valid")
+
+
 def test_a_threshold_grid_whose_start_is_above_its_stop_is_rejected() -> None:
     (problem,) = _problems(_config(tune={"thresholds": {"start": 0.6, "stop": 0.4}}))
     assert (

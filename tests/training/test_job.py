@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
+from carvana.cli import main
 from carvana.folds import FoldSpec, make_folds
 from carvana.layout import DatasetPaths
 from carvana.models.build import build_model
 from carvana.models.spec import ModelSpec
-from carvana.prediction.oof import OofPaths, write_oof
-from carvana.prediction.tta import TTASpec
+from carvana.prediction.oof import OofPaths
 from carvana.training.job import TrainPaths, epoch_metrics, train
 from hand_masks import decode, dice
 
@@ -52,9 +52,12 @@ def trained(tiny_dataset, folds_path: Path, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 def oof(trained: TrainPaths) -> OofPaths:
-    """The OOF stage on the trained job's weights, with horizontal-flip TTA, batches of 5."""
+    """The OOF stage on the trained job's weights, as its rule calls it: horizontal-flip TTA,
+    batches of 5."""
     paths = OofPaths(trained.data_dir, trained.folds_path, trained.run_dir)
-    write_oof(paths, TTASpec(hflip=True), batch_size=5, gpu=0)
+    args = ["--data-dir", str(trained.data_dir), "--folds-path", str(trained.folds_path)]
+    args += ["--run-dir", str(trained.run_dir), "--hflip", "--no-vflip", "--scales", "1.0"]
+    assert main(["oof", *args, "--batch-size", "5", "--gpu", "0", "--threads", "1"]) == 0
     return paths
 
 
