@@ -97,10 +97,11 @@ def blend_curves(
     car = truth.ravel() != 0
     if stack.shape[1] != car.size:
         raise ValueError(f"the maps have {stack.shape[1]} pixels, the mask {car.size}")
-    same = (stack == stack[0]).all(axis=0)
+    same = (stack == stack[0]).all(axis=0) if len(stack) > 1 else np.ones(car.size, dtype=bool)
     scale = 255 * models
     # where the present maps agree, every blend's level is the models' count times that value
-    base_car, base_background = value_counts(stack[0, same].astype(np.int64) * models, car[same], scale)
+    agreed, agreed_car = (stack[0], car) if same.all() else (stack[0, same], car[same])
+    base_car, base_background = value_counts(agreed.astype(np.int64) * models, agreed_car, scale)
     differ = stack[:, ~same].astype(np.float64)
     differ_car = car[~same]
     curves = np.full((len(points), len(thresholds)), np.nan)

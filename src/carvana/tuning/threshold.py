@@ -46,14 +46,13 @@ def value_counts(
     """
     if values.shape != truth.shape:
         raise ValueError(f"probabilities are {values.shape}, the mask is {truth.shape}")
-    flat = values.ravel().astype(np.int64)
+    flat = values.ravel()
     if flat.size and (flat.min() < 0 or flat.max() > scale):
         raise ValueError(f"values must lie in [0, {scale}], got {flat.min()}..{flat.max()}")
-    car = truth.ravel() != 0
-    return (
-        np.bincount(flat[car], minlength=scale + 1),
-        np.bincount(flat[~car], minlength=scale + 1),
-    )
+    # one pass: background pixels count at their value, car pixels at scale + 1 + their value
+    index = np.where(truth.ravel() != 0, flat.astype(np.int64) + (scale + 1), flat)
+    counts = np.bincount(index, minlength=2 * (scale + 1))
+    return counts[scale + 1 :], counts[: scale + 1]
 
 
 def first_level(thresholds: npt.NDArray[np.float64] | float, scale: int) -> npt.NDArray[np.int64]:
