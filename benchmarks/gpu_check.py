@@ -55,8 +55,8 @@ from carvana.models.build import build_model
 from carvana.models.geometry import unet_output_size
 from carvana.models.inference import logits_at_input_size, mixed_precision_dtype, tile_grid
 from carvana.models.spec import ModelSpec, model_specs
-from carvana.prediction.ensemble import Ensemble, load_member
-from carvana.prediction.shard import batches, opencv_threads, stream
+from carvana.prediction.ensemble import Ensemble, load_member, opencv_threads
+from carvana.prediction.shard import batches, stream
 from carvana.prediction.tta import TTASpec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,8 +38,8 @@ from carvana.layout import COMPETITION_SIZE, DatasetPaths, scaled_size
 from carvana.models.build import build_model
 from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec, model_specs
-from carvana.prediction.ensemble import Ensemble, load_member, read_member
-from carvana.prediction.shard import ShardSpec, batches, opencv_threads, stream
+from carvana.prediction.ensemble import Ensemble, load_member, opencv_threads, read_member
+from carvana.prediction.shard import ShardSpec, batches, stream
 from carvana.prediction.tta import TTASpec
 
 ROOT = Path(__file__).resolve().parents[1]

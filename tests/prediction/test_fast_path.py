@@ -20,7 +20,7 @@ from carvana.models.build import build_model
 from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec
 from carvana.prediction.ensemble import Ensemble, fold_batch_norms, load_member, read_member
-from carvana.prediction.shard import ShardSpec, predict_shard
+from carvana.prediction.shard import ShardSpec, kept_weights, predict_shard
 from carvana.prediction.tta import TTASpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -202,3 +202,37 @@ def test_compiled_networks_write_the_eager_networks_masks(
     ]
     assert sum(differing) <= 0.001 * 32 * shape[0] * shape[1], differing
     assert eager["rle_mask"].nunique() > 16
+
+
+def test_a_model_with_a_network_left_out_keeps_its_share_of_the_mean(
+    tiny_dataset, weights_paths: list[Path], tmp_path: Path
+) -> None:
+    """unet1024 has two networks (folds 1 and 3) beside one of unet and one of unet11, all
+    weighing 1: unet1024 holds half the mean. With its fold-3 network left out, the other one
+    weighs 2, so that unet1024 still holds half, as tuning blended it: the rows are those of
+    the naive loop over the three kept networks with unet1024 at 2."""
+    paths = DatasetPaths(tiny_dataset.data_dir)
+    names = pd.read_csv(paths.sample_submission_path)["img"].tolist()
+    images = [paths.image_path("test", name) for name in names]
+    kept = [load_member(path, torch.device("cpu")) for path in weights_paths[:3]]
+    assert [(m.spec.name, m.fold) for m in kept] == [("unet", 0), ("unet1024", 1), ("unet11", 2)]
+    auto = mixed_precision_dtype(torch.device("cpu"))
+    tta = TTASpec(hflip=True)
+    first = Ensemble(kept, tta, torch.device("cpu"), auto, {"unet1024": 2.0}).probabilities(
+        [read_image(images[0])]
+    )
+    threshold = float(np.median(first[0]))
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text(json.dumps({"threshold": threshold, "left_out": ["unet1024/fold3"]}))
+    shard = ShardSpec(1, 1, batch_size=8, tta=tta, gpu=0)
+    predict_shard(shard, tiny_dataset.data_dir, weights_paths, thresholds, tmp_path / "fast.csv")
+    naive_predict(images, kept, tta, {"unet1024": 2.0}, threshold, tmp_path / "naive.csv", autocast=auto)
+    fast, naive = (pd.read_csv(tmp_path / name, dtype=str).fillna("") for name in ("fast.csv", "naive.csv"))
+    assert fast.equals(naive) and fast["rle_mask"].nunique() > 16
+
+
+def test_kept_weights_worked_out_by_hand() -> None:
+    # a: 3 networks loaded, 2 kept, weight 0.5 -> 0.75 each (1.5 in all, as 3 x 0.5 would be);
+    # b: 3 of 3 kept, no weight given -> 1 each; c: none kept -> left out of the mean
+    weights = kept_weights({"a": 0.5, "c": 2.0}, {"a": 3, "b": 3, "c": 3}, {"a": 2, "b": 3})
+    assert weights == {"a": 0.75, "b": 1.0}

@@ -226,3 +226,42 @@ def test_the_ablation_table_worked_out_by_hand() -> None:
     assert np.isnan(table.loc["b", "threshold"]) and table.loc["b", "weights"] == "x=1"
     with pytest.raises(ValueError, match="not an earlier step"):
         ablation_table([b, a], folds)
+
+
+def test_the_choice_on_other_folds_skips_blends_without_a_network_for_the_fold_left_out(
+    tmp_path: Path,
+) -> None:
+    # "good" is exact on fold 0 and all zero on fold 1 (flagged, left out there); "ok" is right
+    # on the car and wrong on a strip of background everywhere. Chosen on fold 0 alone, "good"
+    # alone wins, but it has no network for fold 1: fold 1 must be scored with a blend that has.
+    truth = np.zeros((12, 16), dtype=np.uint8)
+    truth[3:9, 2:12] = 1
+    ok_map = truth * 255
+    ok_map[0, :] = 255  # 16 pixels of background called car: Dice 2*60/(76+60) = 0.882
+    good = {img: truth * 255 if fold == 0 else np.zeros_like(truth) for img, fold in IMAGES.items()}
+    ok = dict.fromkeys(IMAGES, ok_map)
+    paths = _oof_set(tmp_path, {"good": good, "ok": ok}, dict.fromkeys(IMAGES, truth))
+    grid = ThresholdGrid(0.3, 0.7, 0.1)
+    for kwargs in ({"auto": True}, {"weights": {"good": 1, "ok": 1}}):
+        result = tune(paths, ["good", "ok"], grid, weight_step=0.5, **kwargs)  # type: ignore[arg-type]
+        assert list(result["flagged"]) == ["good/fold1"]
+        ablation = pd.read_csv(paths.out_dir / "ablation.csv").set_index("step")
+        nested = ablation.loc["tuned weights, chosen on the other folds"]
+        # fold 1's images: only "ok" is there, so any usable blend is "ok" alone: 120/136
+        assert nested["dice_fold1"] == pytest.approx(120 / 136)
+        assert "fold 0: good=0 ok=1" in nested["weights"] or "fold 0: good=0.5 ok=0.5" in nested["weights"]
+
+
+def test_one_fold_has_no_choice_on_other_folds(tmp_path: Path) -> None:
+    truth = np.zeros((12, 16), dtype=np.uint8)
+    truth[3:9, 2:12] = 1
+    paths = _oof_set(tmp_path, {"m": dict.fromkeys(IMAGES, truth * 255)}, dict.fromkeys(IMAGES, truth))
+    pd.read_csv(paths.folds_path).assign(fold=0).to_csv(paths.folds_path, index=False)
+    for img in IMAGES:  # every map now under fold 0
+        for folder in ("oof", "oof_plain"):
+            target = paths.models_dir / "m/fold0" / folder / img.replace(".jpg", ".png")
+            cv2.imwrite(str(target), truth * 255)
+    result = tune(paths, ["m"], ThresholdGrid(0.3, 0.7, 0.1), auto=True)
+    assert result["ensemble"]["dice"] == 1.0
+    steps = pd.read_csv(paths.out_dir / "ablation.csv")["step"].tolist()
+    assert "tuned weights, chosen on the other folds" not in steps and steps[-1] == "final recipe"

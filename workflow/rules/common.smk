@@ -322,11 +322,14 @@ def tune_args():
     models = " ".join(f"--model {name}" for name in MODELS)
     thresholds = f"--thresholds {grid['start']} {grid['stop']} {grid['step']}"
     if ensemble["weights"] == "auto":
-        weights = f"--auto-weights --weight-step {ensemble['weight_step']}"
+        weights = "--auto-weights"
     else:
         weights = " ".join(
             f"--weight {name}={weight}" for name, weight in ensemble["weights"].items()
         )
+    weights += (
+        f" --weight-step {ensemble['weight_step']}"  # the ablation searches either way
+    )
     flags = f"--min-dice {flag['min_dice']} --max-gap {flag['max_gap']}"
     return " ".join(filter(None, [models, thresholds, weights, flags]))
 

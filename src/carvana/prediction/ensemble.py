@@ -94,6 +94,12 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
     return network
 
 
+def opencv_threads(device: torch.device) -> None:
+    """On a CPU the networks' threads take the cores, so OpenCV, in the loader and writer threads,
+    runs on one core in each; beside a GPU it may use the job's CPU threads."""
+    cv2.setNumThreads(1 if device.type == "cpu" else torch.get_num_threads())
+
+
 class Ensemble:
     """Members averaged by weight (1 each unless given), each with the same TTA views and scales.
 

@@ -32,8 +32,7 @@ from carvana.failures import out_of_memory_advice
 from carvana.layout import DatasetPaths, car_of
 from carvana.metrics import dice
 from carvana.models.inference import mixed_precision_dtype
-from carvana.prediction.ensemble import Ensemble, Member, load_member
-from carvana.prediction.shard import opencv_threads
+from carvana.prediction.ensemble import Ensemble, Member, load_member, opencv_threads
 from carvana.prediction.tta import TTASpec
 from carvana.training.data import fold_images
 
@@ -86,9 +85,7 @@ def oof_maps(
     0.5; each folder appears under its name only once whole."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    held_out = fold_images(paths.folds_path, member.fold).held_out
-    if not held_out:
-        raise ValueError(f"fold {member.fold} of {paths.folds_path} holds out no images")
+    held_out = fold_images(paths.folds_path, member.fold).held_out  # a fold that is there holds images
     dataset = DatasetPaths(paths.data_dir)
     autocast = mixed_precision_dtype(device)
     plain = Ensemble([member], PLAIN, device, autocast)

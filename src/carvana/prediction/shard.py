@@ -16,14 +16,13 @@ import csv
 import itertools
 import json
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -36,7 +35,7 @@ from carvana.data.images import read_image
 from carvana.failures import out_of_memory_advice
 from carvana.layout import RLE_HEADER, DatasetPaths
 from carvana.models.inference import mixed_precision_dtype
-from carvana.prediction.ensemble import Ensemble, Prepared, load_member
+from carvana.prediction.ensemble import Ensemble, Prepared, load_member, opencv_threads
 from carvana.prediction.tta import TTASpec
 from carvana.prediction.weights import job_name
 
@@ -88,9 +87,9 @@ def predict_shard(
     every = pd.read_csv(paths.sample_submission_path)["img"].tolist()
     images = shard_images(every, shard.index, shard.count)
     members = [load_member(path, device) for path in weights_paths]
+    loaded = Counter(member.spec.name for member in members)
     members = [member for member in members if job_name(member.spec.name, member.fold) not in left_out]
-    names = {member.spec.name for member in members}  # a model whose every fold is left out has none
-    weights = {model: weight for model, weight in tuned.get("weights", {}).items() if model in names}
+    weights = kept_weights(tuned.get("weights", {}), loaded, Counter(member.spec.name for member in members))
     if shard.compile:  # compiled at their first batch, for its shape (full batches, no ramp)
         for member in members:
             member.network.compile(dynamic=False)
@@ -112,10 +111,18 @@ def predict_shard(
     return len(images)
 
 
-def opencv_threads(device: torch.device) -> None:
-    """On a CPU the networks' threads take the cores, so OpenCV, in the loader and writer threads,
-    runs on one core in each; beside a GPU it may use the shard's CPU threads."""
-    cv2.setNumThreads(1 if device.type == "cpu" else torch.get_num_threads())
+def kept_weights(
+    weights: Mapping[str, float], loaded: Mapping[str, int], kept: Mapping[str, int]
+) -> dict[str, float]:
+    """Each kept network's weight: its model's (1 where ``weights`` gives none) times the model's
+    networks loaded over those kept, so a model keeps its share of the mean when tuning left
+    some of its folds' networks out, as tuning blended it. A model with no network kept has none.
+    ``loaded``, ``kept``: networks per model."""
+    return {
+        model: float(weights.get(model, 1.0)) * loaded[model] / count
+        for model, count in kept.items()
+        if count
+    }
 
 
 def batches(images: list[str], batch_size: int, ramp: bool = True) -> list[list[str]]:

@@ -166,7 +166,12 @@ def nested_choice(
     choices = {}
     for fold in labels:
         held = folds == fold
-        choice = choose_blend(curves[:, ~held], points, thresholds)
+        # a blend that leaves some held-out image without a network cannot be chosen for them
+        usable = np.asarray(~np.isnan(curves[:, held]).any(axis=(1, 2)), dtype=bool)
+        if not usable.any():
+            raise ValueError(f"every blend leaves some image of fold {fold} without a network")
+        others = np.where(usable[:, None, None], curves[:, ~held], np.nan)
+        choice = choose_blend(others, points, thresholds)
         choices[int(fold)] = choice
         at_choice[held] = curves[choice.point, held, choice.threshold]
         half[held] = at_half[choice.point, held]

@@ -62,13 +62,6 @@ def oof_path(models_dir: Path, model: str, fold: int, img: str, folder: str = "o
     return models_dir / model / f"fold{fold}" / folder / (img.removesuffix(".jpg") + ".png")
 
 
-def ensemble_scale(models: list[str], weights: Mapping[str, float] | None) -> npt.NDArray[np.float64]:
-    """Each model's factor in the ensemble's sum: its weight, scaled so that the factors add up
-    to the number of models (all ones when the weights are equal)."""
-    weight = np.array(model_weights(models, weights or {}))
-    return np.asarray(weight * (len(models) / weight.sum()), dtype=np.float64)
-
-
 def ensemble_levels(
     maps: list[npt.NDArray[np.uint8]], scale: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.uint16]:
@@ -249,9 +242,6 @@ def tune(
         choice.threshold,
         searched_curves[choice.point],
     )
-    nested_tuned, nested_half, nested = nested_choice(
-        searched_curves[:, :, : len(thresholds)], searched_curves[:, :, -1], grid_points, thresholds, folds
-    )
     if auto:
         final = search
     else:
@@ -291,18 +281,25 @@ def tune(
         steps.append(_step(f"{model} with TTA", members[model], thresholds, f"{model} without TTA"))
     steps.append(_step("equal-weight ensemble", equal_tuned, thresholds, f"{best_single} with TTA"))
     steps.append(_step("tuned-weight ensemble", search, thresholds, "equal-weight ensemble"))
-    steps.append(
-        Step(
-            "tuned weights, chosen on the other folds",
-            nested_tuned,
-            nested_half,
-            None,
-            "equal-weight ensemble",
-            "; ".join(
-                f"fold {f}: {_describe(_weights_of(models, grid_points, c))}" for f, c in nested.items()
-            ),
+    if len(fold_ids) > 1:  # the search's gain as a new image meets it
+        nested_tuned, nested_half, nested = nested_choice(
+            searched_curves[:, :, : len(thresholds)],
+            searched_curves[:, :, -1],
+            grid_points,
+            thresholds,
+            folds,
         )
-    )
+        by_fold = [f"fold {f}: {_describe(_weights_of(models, grid_points, c))}" for f, c in nested.items()]
+        steps.append(
+            Step(
+                "tuned weights, chosen on the other folds",
+                nested_tuned,
+                nested_half,
+                None,
+                "equal-weight ensemble",
+                "; ".join(by_fold),
+            )
+        )
     steps.append(_step("final recipe", final, thresholds, f"{best_single} with TTA"))
     ablation = ablation_table(steps, folds)
 
@@ -317,7 +314,7 @@ def tune(
         for (model, fold), reason in flagged.items()
     ]
     warnings += [problem] if emptied else []
-    warnings += edge_warnings({m: chosen[m]["threshold"] for m in chosen}, grid.start, grid.stop)
+    warnings += edge_warnings({m: chosen[m]["threshold"] for m in chosen}, thresholds[0], thresholds[-1])
     result = {
         "threshold": chosen[ENSEMBLE]["threshold"],
         "ensemble": chosen[ENSEMBLE],
