@@ -104,7 +104,7 @@ def test_auto_weights_pass_and_a_weight_step_that_does_not_divide_one_is_rejecte
         problem == "ensemble.weight_step: the weight step must divide 1 (0.5, 0.25, 0.2, 0.1, ...), got 0.3"
     )
     (problem,) = _problems(_config(ensemble={"weights": "equal"}))
-    assert problem.startswith("ensemble.weights: 'equal' is not valid")
+    assert problem.startswith("ensemble.weights: 'equal' does not match '^auto$'")
 
 
 def test_a_threshold_grid_whose_start_is_above_its_stop_is_rejected() -> None:
