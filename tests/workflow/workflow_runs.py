@@ -118,9 +118,10 @@ def edit_config(work: Path, change: Mapping[str, object]) -> None:
 
 
 def snakemake(
-    work: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+    work: Path, *args: str, check: bool = True, env: dict[str, str] | None = None, timeout_s: int = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run Snakemake in ``work`` (environment: ``env``, else ``environ(work)``)."""
+    """Run Snakemake in ``work`` (environment: ``env``, else ``environ(work)``), for at most
+    ``timeout_s`` seconds."""
     env = environ(work) if env is None else env
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
@@ -128,7 +129,7 @@ def snakemake(
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout_s,
     )
     if check and result.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
