@@ -351,6 +351,15 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _tta_arguments(parser: argparse.ArgumentParser) -> None:
+    """The TTA flags, the same for prediction and for the OOF maps made the way it predicts."""
+    parser.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--vflip", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument(
+        "--scales", type=float, nargs="+", default=[1.0], help="TTA scales of each model's input size"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carvana", description=__doc__.splitlines()[0])
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
@@ -448,9 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the job's folder: reads weights.pt, writes oof/ and oof_plain/",
     )
     oof.add_argument("--batch-size", type=_positive_int, default=8)
-    oof.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=True)
-    oof.add_argument("--vflip", action=argparse.BooleanOptionalAction, default=False)
-    oof.add_argument("--scales", type=float, nargs="+", default=[1.0], help="TTA scales of the input size")
+    _tta_arguments(oof)
     oof.add_argument("--gpu", type=int, default=1, help="0: CPU even where CUDA is present")
     oof.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for the network")
     oof.set_defaults(run=_oof)
@@ -485,11 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--out-path", type=Path, required=True, help="CSV of this shard's rows")
     predict.add_argument("--batch-size", type=_positive_int, default=8)
-    predict.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=True)
-    predict.add_argument("--vflip", action=argparse.BooleanOptionalAction, default=False)
-    predict.add_argument(
-        "--scales", type=float, nargs="+", default=[1.0], help="TTA scales of each model's input size"
-    )
+    _tta_arguments(predict)
     predict.add_argument("--gpu", type=int, default=1, help="0: CPU even where CUDA is present")
     predict.add_argument(
         "--threads", type=_positive_int, default=1, help="CPU threads: the networks take what workers leave"

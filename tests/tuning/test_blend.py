@@ -11,19 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carvana import rle
 from carvana.tuning.ablation import Step, ablation_table
 from carvana.tuning.blend import blend_curves, choose_blend, nested_choice, simplex_grid
 from carvana.tuning.flags import FlagRule, edge_warnings, flag_jobs
 from carvana.tuning.threshold import ThresholdGrid
-from carvana.tuning.tune import ENSEMBLE, TunePaths, tune
-
-IMAGES = {
-    "aaaaaaaaaaaa_01.jpg": 0,
-    "aaaaaaaaaaaa_02.jpg": 0,
-    "bbbbbbbbbbbb_01.jpg": 1,
-    "bbbbbbbbbbbb_02.jpg": 1,
-}
+from carvana.tuning.tune import ENSEMBLE, tune
+from oof_sets import IMAGES, oof_set
 
 
 def test_the_simplex_grid_at_half_steps_is_the_six_blends_of_three() -> None:
@@ -77,34 +70,11 @@ def _known_blend(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[list
     return [m.astype(np.uint8) for m in maps], truth
 
 
-def _oof_set(
-    tmp_path: Path, maps: dict[str, dict[str, np.ndarray]], truth: dict[str, np.ndarray]
-) -> TunePaths:
-    """``maps[model][img]`` as every network's OOF map (with TTA and without), ``truth[img]`` as
-    the mask; images in two folds of two."""
-    data_dir, models_dir = tmp_path / "data", tmp_path / "models"
-    data_dir.mkdir()
-    pd.DataFrame({"img": list(IMAGES), "rle_mask": [rle.encode(truth[img]) for img in IMAGES]}).to_csv(
-        data_dir / "train_masks.csv", index=False
-    )
-    folds_path = tmp_path / "folds.csv"
-    pd.DataFrame(
-        {"img": list(IMAGES), "car_id": [i[:12] for i in IMAGES], "fold": list(IMAGES.values())}
-    ).to_csv(folds_path, index=False)
-    for model, by_image in maps.items():
-        for img, fold in IMAGES.items():
-            for folder in ("oof", "oof_plain"):
-                path = models_dir / model / f"fold{fold}" / folder / img.replace(".jpg", ".png")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(path), by_image[img])
-    return TunePaths(data_dir, folds_path, models_dir, tmp_path / "tuning")
-
-
 def test_the_weight_search_recovers_the_weights_that_made_the_masks(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     made = {img: _known_blend(rng, (24, 36)) for img in IMAGES}
     maps = {model: {img: made[img][0][i] for img in IMAGES} for i, model in enumerate(["a", "b", "c"])}
-    paths = _oof_set(tmp_path, maps, {img: made[img][1] for img in IMAGES})
+    paths = oof_set(tmp_path, maps, {img: made[img][1] for img in IMAGES})
     result = tune(paths, ["a", "b", "c"], ThresholdGrid(0.3, 0.7, 0.01), auto=True, weight_step=0.1)
     assert result["weights"] == pytest.approx({"a": 0.6, "b": 0.3, "c": 0.1})
     assert result["ensemble"] == {"threshold": 0.5, "dice": 1.0}
@@ -179,7 +149,7 @@ def test_auto_weights_leave_out_a_network_that_learnt_nothing(tmp_path: Path) ->
     truth[3:9, 2:12] = 1
     good = {img: truth * 255 for img in IMAGES}
     dead = {img: truth * 255 if fold == 0 else np.zeros_like(truth) for img, fold in IMAGES.items()}
-    paths = _oof_set(tmp_path, {"good": good, "dead": dead}, dict.fromkeys(IMAGES, truth))
+    paths = oof_set(tmp_path, {"good": good, "dead": dead}, dict.fromkeys(IMAGES, truth))
     grid = ThresholdGrid(0.3, 0.7, 0.1)
     given = tune(paths, ["good", "dead"], grid, {"good": 1, "dead": 1})
     assert list(given["flagged"]) == ["dead/fold1"] and given["left_out"] == []
@@ -198,7 +168,7 @@ def test_auto_weights_refuse_a_fold_where_every_network_learnt_nothing(tmp_path:
     truth = np.zeros((12, 16), dtype=np.uint8)
     truth[3:9, 2:12] = 1
     dead = {img: truth * 255 if fold == 0 else np.zeros_like(truth) for img, fold in IMAGES.items()}
-    paths = _oof_set(tmp_path, {"a": dead, "b": dead}, dict.fromkeys(IMAGES, truth))
+    paths = oof_set(tmp_path, {"a": dead, "b": dead}, dict.fromkeys(IMAGES, truth))
     with pytest.raises(ValueError, match="every model's network of fold 1 is flagged"):
         tune(paths, ["a", "b"], ThresholdGrid(0.3, 0.7, 0.1), auto=True)
     assert not paths.out_dir.exists()
@@ -240,7 +210,7 @@ def test_the_choice_on_other_folds_skips_blends_without_a_network_for_the_fold_l
     ok_map[0, :] = 255  # 16 pixels of background called car: Dice 2*60/(76+60) = 0.882
     good = {img: truth * 255 if fold == 0 else np.zeros_like(truth) for img, fold in IMAGES.items()}
     ok = dict.fromkeys(IMAGES, ok_map)
-    paths = _oof_set(tmp_path, {"good": good, "ok": ok}, dict.fromkeys(IMAGES, truth))
+    paths = oof_set(tmp_path, {"good": good, "ok": ok}, dict.fromkeys(IMAGES, truth))
     grid = ThresholdGrid(0.3, 0.7, 0.1)
     for kwargs in ({"auto": True}, {"weights": {"good": 1, "ok": 1}}):
         result = tune(paths, ["good", "ok"], grid, weight_step=0.5, **kwargs)  # type: ignore[arg-type]
@@ -255,7 +225,7 @@ def test_the_choice_on_other_folds_skips_blends_without_a_network_for_the_fold_l
 def test_one_fold_has_no_choice_on_other_folds(tmp_path: Path) -> None:
     truth = np.zeros((12, 16), dtype=np.uint8)
     truth[3:9, 2:12] = 1
-    paths = _oof_set(tmp_path, {"m": dict.fromkeys(IMAGES, truth * 255)}, dict.fromkeys(IMAGES, truth))
+    paths = oof_set(tmp_path, {"m": dict.fromkeys(IMAGES, truth * 255)}, dict.fromkeys(IMAGES, truth))
     pd.read_csv(paths.folds_path).assign(fold=0).to_csv(paths.folds_path, index=False)
     for img in IMAGES:  # every map now under fold 0
         for folder in ("oof", "oof_plain"):

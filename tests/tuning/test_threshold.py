@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carvana import rle
 from carvana.metrics import dice
 from carvana.tuning.threshold import ThresholdGrid, best_threshold, dice_at_thresholds, value_counts
 from carvana.tuning.tune import ENSEMBLE, TunePaths, oof_dice, tune
+from oof_sets import IMAGES, oof_set
 
 
 def test_dice_by_counting_equals_dice_by_thresholding_each_map() -> None:
@@ -147,28 +147,10 @@ def test_a_grid_outside_zero_one_is_rejected(start: float, stop: float, step: fl
 def _oof_set(tmp_path: Path, maps: dict[str, np.ndarray]) -> TunePaths:
     """Four images, two cars, one per fold, all with the mask ``TRUTH``; each model's OOF map of
     every image is ``maps[model]``."""
-    data_dir, models_dir = tmp_path / "data", tmp_path / "models"
-    data_dir.mkdir()
-    images = {
-        "aaaaaaaaaaaa_01.jpg": 0,
-        "aaaaaaaaaaaa_02.jpg": 0,
-        "bbbbbbbbbbbb_01.jpg": 1,
-        "bbbbbbbbbbbb_02.jpg": 1,
+    by_image = {
+        model: {img: probability.astype(np.uint8) for img in IMAGES} for model, probability in maps.items()
     }
-    pd.DataFrame({"img": list(images), "rle_mask": [rle.encode(TRUTH)] * 4}).to_csv(
-        data_dir / "train_masks.csv", index=False
-    )
-    folds_path = tmp_path / "folds.csv"
-    pd.DataFrame(
-        {"img": list(images), "car_id": [i[:12] for i in images], "fold": list(images.values())}
-    ).to_csv(folds_path, index=False)
-    for model, probability in maps.items():
-        for img, fold in images.items():
-            for name in ("oof", "oof_plain"):  # the same maps with TTA and without
-                folder = models_dir / model / f"fold{fold}" / name
-                folder.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(folder / img.replace(".jpg", ".png")), probability.astype(np.uint8))
-    return TunePaths(data_dir, folds_path, models_dir, tmp_path / "tuning")
+    return oof_set(tmp_path, by_image, dict.fromkeys(IMAGES, TRUTH))
 
 
 TRUTH = np.zeros((6, 8), dtype=np.uint8)
