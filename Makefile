@@ -1,6 +1,7 @@
 # Two entry points: `make run` and `make test`. Both build .venv first when it is missing or
 # pyproject.toml changed; `make test` also installs Debian's chromium, in which a test renders the
-# HTML report. Nothing here needs a GPU or the Kaggle API.
+# HTML report, and Debian's Slurm and munge, with which a test runs a one-node cluster of its own
+# (its daemons live only as long as that test). Nothing here needs a GPU or the Kaggle API.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run report test browser lint format bench gpu-check mutate clean
+.PHONY: install run report test browser slurm lint format bench gpu-check mutate clean
 
 install: $(STAMP)
 
@@ -30,14 +31,20 @@ run: $(STAMP)
 report: $(STAMP)
 	snakemake --report results/report.html
 
-test: $(STAMP) lint browser
-	CARVANA_REQUIRE_CHROMIUM=1 pytest
+test: $(STAMP) lint browser slurm
+	CARVANA_REQUIRE_CHROMIUM=1 CARVANA_REQUIRE_SLURM=1 pytest
 
 browser:
 	@command -v chromium >/dev/null || { \
 	  echo "installing Debian's chromium: a test renders the HTML report in it"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+slurm:
+	@command -v slurmd >/dev/null && command -v munged >/dev/null || { \
+	  echo "installing Debian's slurm-wlm and munge: a test runs the workflow on a one-node Slurm cluster"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; }
 
 # Prediction, RLE, training and planning speed beside references measured in the same run; writes
 # results/harness.json. A quicker run: make bench BENCH="--image-scale 0.5 --images 32"

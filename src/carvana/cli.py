@@ -337,6 +337,17 @@ def _with_gpus(args: argparse.Namespace) -> None:
     run_with_gpus(args.gpus, args.asked, command)
 
 
+def _logged(args: argparse.Namespace) -> None:
+    from carvana.job_log import run_logged
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise ValueError("logged needs a command after --, e.g. carvana logged --log L -- carvana train ...")
+    status = run_logged(command, args.log)
+    if status:
+        raise SystemExit(status)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -542,6 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     gpus.add_argument("--asked", type=int, default=None, help="GPUs the model asks for: warned if more")
     gpus.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARG...")
     gpus.set_defaults(run=_with_gpus)
+
+    logged = stages.add_parser(
+        "logged", help="run a job's command with its output in its log; print its last line (every rule)"
+    )
+    logged.add_argument("--log", type=Path, required=True, help="the job's log file ({log}), replaced")
+    logged.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARG...")
+    logged.set_defaults(run=_logged)
 
     weights = stages.add_parser(
         "fetch-weights", help="fetch the ImageNet weights that models start from into the libraries' caches"

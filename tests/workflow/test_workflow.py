@@ -178,6 +178,26 @@ def test_tiny_run_goes_from_data_to_a_valid_submission(finished_run: FinishedRun
 
 
 @pytest.mark.slow
+def test_the_console_has_one_line_per_job_and_the_logs_have_the_rest(finished_run: FinishedRun) -> None:
+    """Two training jobs ran at once: their progress bars are in their logs, never on the console,
+    which has each job's last line (what it came to) with the job's time."""
+    logs = sorted((finished_run.work / "results/logs").rglob("*.log"))
+    assert len(logs) == 22
+    for log in logs:
+        text = log.read_text()
+        assert text.startswith("# carvana "), log  # the header: the command, then where and when
+        last = text.replace("\r", "\n").strip().splitlines()[-1]
+        assert re.search(rf"^{re.escape(last)} \(\d+\.\d s\)$", finished_run.output, re.M), log
+    for model in TINY_MODELS:
+        for fold in (0, 1):
+            line = rf"^{model} fold {fold}: best epoch \d of \d, held-out Dice 0\.\d{{5}} at the input size \(\d"
+            assert len(re.findall(line, finished_run.output, re.M)) == 1
+    assert "Epoch 0:" in (finished_run.work / "results/logs/train/unet_fold0.log").read_text()
+    assert "Epoch" not in finished_run.output and "it/s" not in finished_run.output
+    assert len(re.findall(r"^shard \d: 16 images in .* images/s\) \(", finished_run.output, re.M)) == 2
+
+
+@pytest.mark.slow
 def test_the_network_that_learnt_nothing_is_flagged_left_out_and_said(finished_run: FinishedRun) -> None:
     """The tiny unet trains at a learning rate of 1e-12: its OOF Dice at 0.5 is below tune.flag's
     0.45 on both folds, so auto weights leave both its networks out, and the logs say so."""

@@ -19,8 +19,8 @@ if config["dataset"] == "synthetic":
             data_dir=data_dir_of_output,
             args=synthesize_args(),
         shell:
-            "carvana synthesize --data-dir {params.data_dir} --truth-path {output.truth} "
-            "{params.args} --workers {threads} 2>&1 | tee {log}"
+            "carvana logged --log {log} -- carvana synthesize --data-dir {params.data_dir} --truth-path {output.truth} "
+            "{params.args} --workers {threads}"
 
 elif config["dataset"] == "local":
 
@@ -38,7 +38,7 @@ elif config["dataset"] == "local":
             data_dir=data_dir_of_output,
             args=import_local_args(),
         shell:
-            "carvana import-local --data-dir {params.data_dir} {params.args} 2>&1 | tee {log}"
+            "carvana logged --log {log} -- carvana import-local --data-dir {params.data_dir} {params.args}"
 
 elif config["dataset"] == "kaggle":
 
@@ -58,8 +58,8 @@ elif config["dataset"] == "kaggle":
             archive_dir=archive_dir_of_output,
             competition=config["kaggle"]["competition"],
         shell:
-            "carvana download --competition {params.competition} --file {wildcards.archive} "
-            "--archive-dir {params.archive_dir} 2>&1 | tee {log}"
+            "carvana logged --log {log} -- carvana download --competition {params.competition} --file {wildcards.archive} "
+            "--archive-dir {params.archive_dir}"
 
     rule import_kaggle:
         input:
@@ -78,8 +78,8 @@ elif config["dataset"] == "kaggle":
             archive_dir=archive_dir_of_input,
             args=import_kaggle_args(),
         shell:
-            "carvana import-local --source-dir {params.archive_dir} --data-dir {params.data_dir}"
-            "{params.args} 2>&1 | tee {log}"
+            "carvana logged --log {log} -- carvana import-local --source-dir {params.archive_dir} --data-dir {params.data_dir}"
+            "{params.args}"
 
 
 rule validate_data:
@@ -99,5 +99,5 @@ rule validate_data:
         data_dir=data_dir_of_input,
         args=validate_data_args(),
     shell:
-        "carvana validate-data --data-dir {params.data_dir} --report-path {output.report} "
-        "{params.args} --workers {threads} 2>&1 | tee {log}"
+        "carvana logged --log {log} -- carvana validate-data --data-dir {params.data_dir} --report-path {output.report} "
+        "{params.args} --workers {threads}"

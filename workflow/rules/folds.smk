@@ -19,5 +19,5 @@ rule make_folds:
         data_dir=data_dir_of_input,
         args=make_folds_args(),
     shell:
-        "carvana make-folds --data-dir {params.data_dir} --folds-path {output.folds} "
-        "{params.args} 2>&1 | tee {log}"
+        "carvana logged --log {log} -- carvana make-folds --data-dir {params.data_dir} --folds-path {output.folds} "
+        "{params.args}"

@@ -31,6 +31,6 @@ rule oof:
         tta=tta_args(),
         batch_size=config["predict"]["batch_size"],
     shell:
-        "carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
+        "carvana logged --log {log} -- carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
         "carvana oof --data-dir {params.data_dir} --folds-path {input.folds} --run-dir {params.run_dir} "
-        "{params.tta} --batch-size {params.batch_size} --gpu {resources.gpu} --threads {threads} 2>&1 | tee {log}"
+        "{params.tta} --batch-size {params.batch_size} --gpu {resources.gpu} --threads {threads}"

@@ -29,7 +29,6 @@ rule predict:
         shard=shard_args,
         args=predict_args(),
     shell:
-        "carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
+        "carvana logged --log {log} -- carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
         "carvana predict {params.shard} --data-dir {params.data_dir} --weights {input.weights} "
         "--thresholds-path {input.thresholds} --out-path {output.shard} {params.args} --gpu {resources.gpu} --threads {threads} "
-        "2>&1 | tee {log}"

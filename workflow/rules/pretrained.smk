@@ -23,4 +23,4 @@ for key, weights in PRETRAINED.items():
         params:
             key=key,
         shell:
-            "carvana fetch-weights --weights {params.key} {WEIGHT_SOURCE} 2>&1 | tee {log}"
+            "carvana logged --log {log} -- carvana fetch-weights --weights {params.key} {WEIGHT_SOURCE}"

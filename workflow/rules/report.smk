@@ -44,7 +44,7 @@ rule report_figures:
         config=config_json(),
         args=report_figures_args,
     shell:
-        "carvana report-figures --data-dir {params.data_dir} --models-dir {params.models_dir} "
+        "carvana logged --log {log} -- carvana report-figures --data-dir {params.data_dir} --models-dir {params.models_dir} "
         "--tuning-dir {params.tuning_dir} --out-dir {params.out_dir} "
         "--metrics-path {input.metrics} "
-        "--config-json {params.config:q} {params.args} 2>&1 | tee {log}"
+        "--config-json {params.config:q} {params.args}"

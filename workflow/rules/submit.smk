@@ -17,8 +17,8 @@ rule submission:
         code=stage_code("_submission"),
         data_dir=data_dir_of_sample_submission,
     shell:
-        "carvana submission --shard-path {input.shards} --data-dir {params.data_dir} "
-        "--out-path {output.submission} 2>&1 | tee {log}"
+        "carvana logged --log {log} -- carvana submission --shard-path {input.shards} --data-dir {params.data_dir} "
+        "--out-path {output.submission}"
 
 
 rule validate_submission:
@@ -38,8 +38,8 @@ rule validate_submission:
         code=stage_code("_validate_submission"),
         data_dir=data_dir_of_sample_submission,
     shell:
-        "carvana validate-submission --submission-path {input.submission} --data-dir {params.data_dir} "
-        "--report-path {output.report} 2>&1 | tee {log}"
+        "carvana logged --log {log} -- carvana validate-submission --submission-path {input.submission} --data-dir {params.data_dir} "
+        "--report-path {output.report}"
 
 
 if config["dataset"] == "synthetic":
@@ -62,8 +62,8 @@ if config["dataset"] == "synthetic":
             code=stage_code("_score"),
             data_dir=data_dir_of_sample_submission,
         shell:
-            "carvana score --submission-path {input.submission} --truth-path {input.truth} "
-            "--data-dir {params.data_dir} --score-path {output.score} 2>&1 | tee {log}"
+            "carvana logged --log {log} -- carvana score --submission-path {input.submission} --truth-path {input.truth} "
+            "--data-dir {params.data_dir} --score-path {output.score}"
 
 
 onsuccess:
@@ -114,5 +114,5 @@ else:
         params:
             args=submit_args(),
         shell:
-            "carvana submit --submission-path {input.submission} --thresholds-path {input.thresholds} "
-            "--receipt-path {output.receipt} {params.args} 2>&1 | tee {log}"
+            "carvana logged --log {log} -- carvana submit --submission-path {input.submission} --thresholds-path {input.thresholds} "
+            "--receipt-path {output.receipt} {params.args}"

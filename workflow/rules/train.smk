@@ -28,6 +28,6 @@ rule train:
         run_dir=RUN_DIR,
         spec=model_json,
     shell:
-        "carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
+        "carvana logged --log {log} -- carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
         "carvana train --model {wildcards.model} --fold {wildcards.fold} --model-json {params.spec:q} "
-        "--data-dir {params.data_dir} --folds-path {input.folds} --run-dir {params.run_dir} --code {params.code} 2>&1 | tee {log}"
+        "--data-dir {params.data_dir} --folds-path {input.folds} --run-dir {params.run_dir} --code {params.code}"

@@ -39,5 +39,5 @@ rule tune_threshold:
         out_dir=folder_of_thresholds,
         args=tune_args(),
     shell:
-        "carvana tune-threshold --data-dir {params.data_dir} --folds-path {input.folds} "
-        "--models-dir {params.models_dir} --out-dir {params.out_dir} {params.args} 2>&1 | tee {log}"
+        "carvana logged --log {log} -- carvana tune-threshold --data-dir {params.data_dir} --folds-path {input.folds} "
+        "--models-dir {params.models_dir} --out-dir {params.out_dir} {params.args}"

@@ -7,6 +7,8 @@ writes of a file of that name, counted across the run's processes, go through; t
 Its process writes the path it was about to put in place to ``held`` in ``HOLD_AT_WRITE_DIR`` and
 waits, its file whole beside the target but not renamed, until the test kills the run. If the test
 never does (it died), the process exits with an error after ``HOLD_S``, so nothing runs on.
+With ``HOLD_AT_WRITE_ONCE=1``, writes after the held one go through: a job that is retried after
+the test cancelled the held one runs to its end.
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ from typing import Any
 HOLD_S = 600.0
 
 
-def _install(pattern: str, after: int, folder: Path) -> None:
+def _install(pattern: str, after: int, folder: Path, once: bool) -> None:
     replace = os.replace
 
+    def held(dst: Any) -> bool:
+        if not fnmatch.fnmatch(Path(os.fsdecode(dst)).name, pattern):
+            return False
+        if once and (folder / "held").exists():
+            return False
+        return not _passes(folder, after)
+
     def replace_unless_held(src: Any, dst: Any, **fds: Any) -> None:
-        if fnmatch.fnmatch(Path(os.fsdecode(dst)).name, pattern) and not _passes(folder, after):
+        if held(dst):
             target = Path(os.fsdecode(dst)).resolve()
             temporary = folder / f".held.{os.getpid()}"
             temporary.write_text(str(target))
@@ -55,4 +64,5 @@ if os.environ.get("HOLD_AT_WRITE_NAME"):
         os.environ["HOLD_AT_WRITE_NAME"],
         int(os.environ["HOLD_AT_WRITE_AFTER"]),
         Path(os.environ["HOLD_AT_WRITE_DIR"]),
+        os.environ.get("HOLD_AT_WRITE_ONCE") == "1",
     )
