@@ -230,4 +230,6 @@ def cluster(root: Path) -> Iterator[Cluster]:
         _wait_idle(handle)
         yield handle
     finally:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):  # jobs a failed test left running
+            handle.command("scancel", "--full", f"--user={os.getuid()}", timeout_s=10)
         _stop(root)

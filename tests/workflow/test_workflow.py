@@ -188,10 +188,10 @@ def test_the_console_has_one_line_per_job_and_the_logs_have_the_rest(finished_ru
         assert text.startswith("# carvana "), log  # the header: the command, then where and when
         last = text.replace("\r", "\n").strip().splitlines()[-1]
         assert re.search(rf"^{re.escape(last)} \(\d+\.\d s\)$", finished_run.output, re.M), log
+    summary = r"best epoch \d of \d, held-out Dice 0\.\d{5} at the input size \("
     for model in TINY_MODELS:
         for fold in (0, 1):
-            line = rf"^{model} fold {fold}: best epoch \d of \d, held-out Dice 0\.\d{{5}} at the input size \(\d"
-            assert len(re.findall(line, finished_run.output, re.M)) == 1
+            assert len(re.findall(rf"^{model} fold {fold}: {summary}", finished_run.output, re.M)) == 1
     assert "Epoch 0:" in (finished_run.work / "results/logs/train/unet_fold0.log").read_text()
     assert "Epoch" not in finished_run.output and "it/s" not in finished_run.output
     assert len(re.findall(r"^shard \d: 16 images in .* images/s\) \(", finished_run.output, re.M)) == 2
