@@ -63,10 +63,11 @@ class Cluster:
         return result.stdout
 
     def jobs(self) -> list[dict[str, str]]:
-        """The jobs slurmctld knows of, pending, running or recently ended: id, name, state."""
-        out = self.command("squeue", "--noheader", "--states=all", "--format=%i|%j|%T|%b")
+        """The jobs slurmctld knows of, pending, running or recently ended: id, name, state and
+        comment (where Snakemake's plugin names the rule and wildcards)."""
+        out = self.command("squeue", "--me", "--noheader", "--states=all", "--format=%i|%j|%T|%k")
         rows = [line.split("|") for line in out.splitlines() if line.strip()]
-        return [{"id": r[0], "name": r[1], "state": r[2], "gres": r[3]} for r in rows]
+        return [{"id": r[0], "name": r[1], "state": r[2], "comment": r[3]} for r in rows]
 
     def log(self, daemon: str) -> str:
         path = self.root / f"log/{daemon}.log"

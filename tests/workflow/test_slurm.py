@@ -93,8 +93,13 @@ def test_every_job_runs_as_a_slurm_job_to_a_valid_submission(slurm_run: SlurmRun
     jobs = {job["id"]: job for job in slurm_run.cluster.jobs()}
     assert len(logs) == 22  # every job of the tiny DAG but `all`
     for name, log in logs.items():
-        job = _header(log)["job"]
-        assert jobs[job]["state"] == "COMPLETED", name
+        job = jobs[_header(log)["job"]]
+        assert job["state"] == "COMPLETED", name
+        rule = name.split("/")[0].removesuffix(".log")  # train/unet_fold0.log, make_folds.log
+        assert job["comment"].startswith(f"rule_{rule}"), (name, job["comment"])  # what squeue %k shows
+    assert (
+        jobs[_header(logs["train/unet1024_fold1.log"])["job"]]["comment"] == "rule_train_wildcards_unet1024_1"
+    )
     assert len({_header(log)["job"] for log in logs.values()}) == len(logs)  # one Slurm job each
     check = json.loads((slurm_run.work / "results/submission_check.json").read_text())
     assert check["rows"] == 32
