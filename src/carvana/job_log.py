@@ -44,16 +44,24 @@ def header(command: Sequence[str], environ: Mapping[str, str]) -> str:
     return f"# {shlex.join(command)}\n# {', '.join(where)}\n"
 
 
+HEADER_LINES = 2  # what :func:`header` writes
+
+
 def last_line(text: str) -> str:
     """The last non-empty line a command printed (a progress bar's last redraw counts as a line)."""
-    for line in reversed(text.replace("\r", "\n").splitlines()):
-        if line.strip():
-            return line.strip()
-    return ""
+    return next(iter(tail(text, 1)), "").strip()
 
 
 def tail(text: str, lines: int) -> list[str]:
     return [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-lines:]
+
+
+def summary(log: Path) -> str:
+    """The last line a job printed, read from its log past the header; empty if there is none."""
+    try:
+        return last_line(log.read_text(errors="replace").split("\n", HEADER_LINES)[-1])
+    except OSError:
+        return ""
 
 
 @contextlib.contextmanager

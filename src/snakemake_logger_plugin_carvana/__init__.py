@@ -18,7 +18,7 @@ from pathlib import Path
 from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.common import LogEvent
 
-from carvana.job_log import last_line
+from carvana.job_log import summary
 
 
 class LogHandler(LogHandlerBase):
@@ -34,7 +34,7 @@ class LogHandler(LogHandlerBase):
                 self.logs[int(fields["jobid"])] = Path(str(logs[0]).split(" (")[0])
         elif event == LogEvent.JOB_FINISHED:
             log = self.logs.pop(int(fields["job_id"]), None)
-            line = _last_line(log) if log is not None else ""
+            line = summary(log) if log is not None else ""
             if line:
                 print(line, file=sys.stdout, flush=True)
 
@@ -57,10 +57,3 @@ class LogHandler(LogHandlerBase):
     @property
     def needs_rulegraph(self) -> bool:
         return False
-
-
-def _last_line(log: Path) -> str:
-    try:
-        return last_line(log.read_text(errors="replace").split("\n", 2)[-1])  # past the header
-    except OSError:
-        return ""
