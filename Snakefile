@@ -2,6 +2,8 @@
 # data (synthesize | import_local | download -> import_kaggle) -> validate_data -> make_folds
 # -> pretrained_* (ImageNet weights, when a model asks) -> train {model} x {fold} -> oof {model} x {fold}
 # -> tune_threshold -> predict {shard} -> submission -> validate_submission, score; report_figures
+# pseudo.rounds > 0: per round r, pseudo_labels {fold} (round r-1's fold-k networks) -> train ...
+# -> score again under results/pseudo/round<r>/; pseudo_rounds compares the rounds
 
 
 configfile: "config.yaml"
@@ -19,6 +21,7 @@ include: "workflow/rules/oof.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/submit.smk"
+include: "workflow/rules/pseudo.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -27,8 +30,7 @@ rule all:
     input:
         DATA_REPORT,
         FOLDS,
-        trained("weights"),
-        trained("oof_dice"),
-        THRESHOLDS,
+        every_round("weights"),
+        every_round("oof_dice"),
         REPORT_PAGES,
         final_outputs(),

@@ -163,11 +163,19 @@ def _config_models(config_file: Path) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from carvana.pseudo import RoundTraining
     from carvana.training.job import TrainPaths, train
 
     spec = _model_spec(args)
     run_dir = args.run_dir or Path("results/models") / spec.name / f"fold{args.fold}"
-    train(spec, args.fold, TrainPaths(args.data_dir, args.folds_path, run_dir), args.code)
+    pseudo = None
+    if args.pseudo_labels:
+        pseudo = RoundTraining(
+            args.pseudo_labels, args.pseudo_share, args.pseudo_select, args.pseudo_ratio, args.init_weights
+        )
+    elif args.init_weights:
+        raise ValueError("--init-weights starts a pseudo-labelling round: give --pseudo-labels too")
+    train(spec, args.fold, TrainPaths(args.data_dir, args.folds_path, run_dir), args.code, pseudo)
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -216,6 +224,32 @@ def _oof(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     tta = TTASpec(hflip=args.hflip, vflip=args.vflip, scales=tuple(args.scales))
     write_oof(OofPaths(args.data_dir, args.folds_path, args.run_dir), tta, args.batch_size, args.gpu)
+
+
+def _pseudo_labels(args: argparse.Namespace) -> None:
+    import torch
+
+    from carvana.prediction.pseudo import PseudoSpec, write_pseudo_labels
+    from carvana.prediction.tta import TTASpec
+
+    tta = TTASpec(hflip=args.hflip, vflip=args.vflip, scales=tuple(args.scales))
+    spec = PseudoSpec(tta, args.batch_size, args.gpu, args.workers, args.band)
+    torch.set_num_threads(max(1, args.threads - args.workers))
+    write_pseudo_labels(spec, args.data_dir, args.weights, args.thresholds_path, args.fold, args.out_dir)
+
+
+def _pseudo_rounds(args: argparse.Namespace) -> None:
+    from carvana.atomic import atomic_path
+    from carvana.pseudo import rounds_table
+
+    table = rounds_table(args.round_dir)
+    with atomic_path(args.out_path) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6f")
+    for row in table.itertuples():
+        print(
+            f"round {row.round}: OOF Dice {row.oof_dice:.5f} ({row.oof_dice_vs_round0:+.5f}), "
+            f"score {row.score:.5f} ({row.score_vs_round0:+.5f}), jobs {row.job_s:.0f} s"
+        )
 
 
 def _tune_threshold(args: argparse.Namespace) -> None:
@@ -456,7 +490,49 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--code", default="", help="digest of the training code: a checkpoint of other code is not resumed"
     )
+    train.add_argument(
+        "--pseudo-labels", type=Path, default=None, help="a pseudo-labels job's folder: add its test images"
+    )
+    train.add_argument(
+        "--pseudo-share", type=float, default=1.0, help="share of the labelled test images taken"
+    )
+    train.add_argument("--pseudo-select", choices=("confident", "random"), default="confident")
+    train.add_argument(
+        "--pseudo-ratio", type=float, default=1.0, help="pseudo-labelled images per epoch, per training image"
+    )
+    train.add_argument(
+        "--init-weights", type=Path, default=None, help="start from this weights.pt (the round before's)"
+    )
     train.set_defaults(run=_train)
+
+    pseudo = stages.add_parser(
+        "pseudo-labels", help="label the test images with one fold's networks, for the next round"
+    )
+    pseudo.add_argument("--fold", type=int, required=True, help="every network must be of this fold")
+    pseudo.add_argument("--data-dir", type=Path, required=True)
+    pseudo.add_argument("--weights", type=Path, nargs="+", required=True, help="the fold's weights.pt files")
+    pseudo.add_argument(
+        "--thresholds-path", type=Path, required=True, help="thresholds.json of the round before's tuning"
+    )
+    pseudo.add_argument("--out-dir", type=Path, required=True, help="writes <img>.png and labels.csv")
+    pseudo.add_argument(
+        "--band", type=float, default=0.2, help="a pixel this near the threshold is uncertain"
+    )
+    pseudo.add_argument("--batch-size", type=_positive_int, default=8)
+    _tta_arguments(pseudo)
+    pseudo.add_argument("--gpu", type=int, default=1, help="0: CPU even where CUDA is present")
+    pseudo.add_argument(
+        "--threads", type=_positive_int, default=1, help="CPU threads: the networks take what workers leave"
+    )
+    pseudo.add_argument("--workers", type=_non_negative_int, default=0, help="loader processes (0: a thread)")
+    pseudo.set_defaults(run=_pseudo_labels)
+
+    rounds = stages.add_parser("pseudo-rounds", help="compare the pseudo-labelling rounds")
+    rounds.add_argument(
+        "--round-dir", type=Path, nargs="+", required=True, help="each round's folder, round 0 first"
+    )
+    rounds.add_argument("--out-path", type=Path, required=True, help="the table's CSV")
+    rounds.set_defaults(run=_pseudo_rounds)
 
     oof = stages.add_parser("oof", help="one training job's held-out images through the prediction path")
     oof.add_argument("--data-dir", type=Path, required=True)

@@ -76,34 +76,58 @@ DATA = Path(config["data_dir"])
 TRUTH = "results/truth/test_masks.csv"  # true masks of the generated test set, read only to score
 DATA_REPORT = "results/data_report.json"
 FOLDS = "results/folds.csv"
-RUN_DIR = "results/models/{model}/fold{fold}"  # one training job's folder
-THRESHOLDS = "results/tuning/thresholds.json"
-OOF_SCORES = "results/tuning/oof_scores.csv"
-OOF_IMAGES = "results/tuning/oof_images.csv"  # each training image's OOF Dice
+# A round's stages write under {results}: results/ for round 0, the plain pipeline, and
+# results/pseudo/round<r>/ for pseudo-labelling round r (see pseudo.smk).
+ROUNDS = config["pseudo"]["rounds"]
+RUN_DIR = "{results}/models/{model}/fold{fold}"  # one training job's folder
+THRESHOLDS = "{results}/tuning/thresholds.json"
+OOF_SCORES = "{results}/tuning/oof_scores.csv"
+OOF_IMAGES = "{results}/tuning/oof_images.csv"  # each training image's OOF Dice
 ABLATION = (
-    "results/tuning/ablation.csv"  # what each step of the recipe buys, out of fold
+    "{results}/tuning/ablation.csv"  # what each step of the recipe buys, out of fold
 )
+PSEUDO_LABELS = (
+    "results/pseudo/round{round}/labels/fold{fold}"  # one fold's labels of a round
+)
+ROUNDS_TABLE = "results/pseudo/rounds.csv"  # each round's OOF Dice, score and job time
 REPORT_PAGES = [
     "results/report/summary.html",
     "results/report/training_curves.png",
     "results/report/worst_oof",
 ]
-SUBMISSION = "results/submission.csv.gz"
-SUBMISSION_CHECK = "results/submission_check.json"
+SUBMISSION = "{results}/submission.csv.gz"
+SUBMISSION_CHECK = "{results}/submission_check.json"
 SCORE = (
-    "results/score.json"  # the generated dataset only: the real test masks are secret
+    "{results}/score.json"  # the generated dataset only: the real test masks are secret
 )
 
 
 wildcard_constraints:
+    results=r"results(/pseudo/round[1-9]\d*)?",
+    round=r"[1-9]\d*",
     model="|".join(MODELS),
     fold=r"\d+",
     scatteritem=r"\d+-of-\d+",
 
 
-def trained(name):
+def round_dir(number):
+    """Where round ``number``'s stages write: results for round 0, else results/pseudo/round<r>."""
+    return "results" if int(number) == 0 else f"results/pseudo/round{int(number)}"
+
+
+def round_of(results):
+    """The round whose folder is ``results`` (the wildcard)."""
+    return 0 if results == "results" else int(results.rsplit("round", 1)[1])
+
+
+def in_round(pattern, number):
+    """``pattern``'s {results} filled in with round ``number``'s folder."""
+    return expand(pattern, results=round_dir(number), allow_missing=True)[0]
+
+
+def trained(name, results="{results}"):
     """One output of every training job (weights, metrics) or of its OOF maps (oof, oof_plain,
-    oof_dice)."""
+    oof_dice), of a round's folder (by default the job's own {results})."""
     suffix = {
         "weights": "weights.pt",
         "metrics": "metrics.csv",
@@ -112,8 +136,17 @@ def trained(name):
         "oof_dice": "oof_dice.csv",
     }[name]
     return expand(
-        f"{RUN_DIR}/{suffix}", model=MODELS, fold=range(config["folds"]["n_folds"])
+        f"{RUN_DIR}/{suffix}",
+        results=results,
+        model=MODELS,
+        fold=range(config["folds"]["n_folds"]),
+        allow_missing=True,
     )
+
+
+def every_round(name):
+    """``trained(name)`` of every round, 0 to pseudo.rounds."""
+    return [path for r in range(ROUNDS + 1) for path in trained(name, round_dir(r))]
 
 
 def dataset_files():
@@ -307,7 +340,7 @@ def report_figures_args(wildcards, input):
 
 def offline_score():
     """The offline score, shown in the report; the real competition has none."""
-    return SCORE if config["dataset"] == "synthetic" else []
+    return in_round(SCORE, 0) if config["dataset"] == "synthetic" else []
 
 
 def config_json():
@@ -367,8 +400,84 @@ def predict_gpus():
 
 
 def final_outputs():
-    """What `all` asks for beyond training: the submission, its check, and the offline score."""
-    outputs = [SUBMISSION, SUBMISSION_CHECK]
+    """What `all` asks for beyond training: each round's thresholds, submission, its check and
+    the offline score, and with pseudo-labelling rounds the table that compares them."""
+    patterns = [THRESHOLDS, SUBMISSION, SUBMISSION_CHECK]
     if config["dataset"] == "synthetic":
-        outputs.append(SCORE)
-    return outputs
+        patterns.append(SCORE)
+    outputs = [in_round(pattern, r) for r in range(ROUNDS + 1) for pattern in patterns]
+    return outputs + ([ROUNDS_TABLE] if ROUNDS else [])
+
+
+def last_round(pattern):
+    """``pattern`` in the last round's folder: the submission that submit uploads."""
+    return in_round(pattern, ROUNDS)
+
+
+# Pseudo-labelling rounds (pseudo.smk).
+
+
+def pseudo_label_networks(wildcards):
+    """The networks that label the test images for fold k of round r: round r-1's fold-k
+    networks of every model, and no other fold's, which saw fold k's held-out images."""
+    previous = round_dir(int(wildcards.round) - 1)
+    return expand(
+        f"{RUN_DIR}/weights.pt", results=previous, model=MODELS, fold=wildcards.fold
+    )
+
+
+def pseudo_label_thresholds(wildcards):
+    """The round before's tuning: the threshold and weights that its labels are made with."""
+    return in_round(THRESHOLDS, int(wildcards.round) - 1)
+
+
+def pseudo_label_args():
+    pseudo, predict = config["pseudo"], config["predict"]
+    workers = f" --workers {predict['workers']}" if predict["workers"] else ""
+    return f"--band {pseudo['band']} --batch-size {predict['batch_size']} {tta_args()}{workers}"
+
+
+def round_labels(wildcards):
+    """A training job's pseudo labels: none in round 0, its fold's of its round otherwise."""
+    number = round_of(wildcards.results)
+    if number == 0:
+        return []
+    return expand(PSEUDO_LABELS, round=number, fold=wildcards.fold)
+
+
+def round_start(wildcards):
+    """The weights a round's training job starts from: the same model and fold of the round
+    before (pseudo.start previous), or none."""
+    number = round_of(wildcards.results)
+    if number == 0 or config["pseudo"]["start"] != "previous":
+        return []
+    return expand(
+        f"{RUN_DIR}/weights.pt",
+        results=round_dir(number - 1),
+        model=wildcards.model,
+        fold=wildcards.fold,
+    )
+
+
+def round_train_args(wildcards, input):
+    """The training job's pseudo-labelling flags: none in round 0, whatever pseudo says."""
+    if not input.pseudo:
+        return ""
+    pseudo = config["pseudo"]
+    start = f" --init-weights {input.start}" if input.start else ""
+    return (
+        f"--pseudo-labels {input.pseudo} --pseudo-share {pseudo['share']} "
+        f"--pseudo-select {pseudo['select']} --pseudo-ratio {pseudo['ratio']}{start}"
+    )
+
+
+def round_scores():
+    """Each round's offline score (the generated dataset only), for the rounds table."""
+    if config["dataset"] != "synthetic":
+        return []
+    return [in_round(SCORE, r) for r in range(ROUNDS + 1)]
+
+
+def round_folders():
+    """Each round's folder, for the rounds table."""
+    return " ".join(round_dir(r) for r in range(ROUNDS + 1))

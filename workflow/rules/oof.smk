@@ -15,9 +15,9 @@ rule oof:
         plain=directory(f"{RUN_DIR}/oof_plain"),
         dice=f"{RUN_DIR}/oof_dice.csv",
     log:
-        "results/logs/oof/{model}_fold{fold}.log",
+        "{results}/logs/oof/{model}_fold{fold}.log",
     benchmark:
-        "results/benchmarks/oof/{model}_fold{fold}.tsv"
+        "{results}/benchmarks/oof/{model}_fold{fold}.tsv"
     conda:
         ENV
     threads: config["predict"]["threads"]

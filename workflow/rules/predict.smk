@@ -12,11 +12,11 @@ rule predict:
         sample_submission=dataset_inputs()["sample_submission"],
         test=dataset_inputs()["test"],
     output:
-        shard="results/predict/shard_{scatteritem}.csv",
+        shard="{results}/predict/shard_{scatteritem}.csv",
     log:
-        "results/logs/predict/shard_{scatteritem}.log",
+        "{results}/logs/predict/shard_{scatteritem}.log",
     benchmark:
-        "results/benchmarks/predict/shard_{scatteritem}.tsv"
+        "{results}/benchmarks/predict/shard_{scatteritem}.tsv"
     conda:
         ENV
     threads: config["predict"]["threads"] + config["predict"]["workers"]

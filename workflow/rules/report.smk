@@ -3,12 +3,12 @@
 
 rule report_figures:
     input:
-        metrics=trained("metrics"),
-        oof=trained("oof"),
-        thresholds=THRESHOLDS,
-        oof_scores=OOF_SCORES,
-        oof_images=OOF_IMAGES,
-        ablation=ABLATION,
+        metrics=trained("metrics", round_dir(0)),
+        oof=trained("oof", round_dir(0)),
+        thresholds=in_round(THRESHOLDS, 0),
+        oof_scores=in_round(OOF_SCORES, 0),
+        oof_images=in_round(OOF_IMAGES, 0),
+        ablation=in_round(ABLATION, 0),
         train_masks_csv=dataset_inputs()["train_masks_csv"],
         train=dataset_inputs()["train"],
         score=offline_score(),

@@ -3,14 +3,16 @@
 
 rule submission:
     input:
-        shards=gather.predict("results/predict/shard_{scatteritem}.csv"),
+        shards=gather.predict(
+            "{results}/predict/shard_{scatteritem}.csv", allow_missing=True
+        ),
         sample_submission=dataset_inputs()["sample_submission"],
     output:
         submission=SUBMISSION,
     log:
-        "results/logs/submission.log",
+        "{results}/logs/submission.log",
     benchmark:
-        "results/benchmarks/submission.tsv"
+        "{results}/benchmarks/submission.tsv"
     conda:
         ENV
     params:
@@ -29,9 +31,9 @@ rule validate_submission:
     output:
         report=SUBMISSION_CHECK,
     log:
-        "results/logs/validate_submission.log",
+        "{results}/logs/validate_submission.log",
     benchmark:
-        "results/benchmarks/validate_submission.tsv"
+        "{results}/benchmarks/validate_submission.tsv"
     conda:
         ENV
     params:
@@ -53,9 +55,9 @@ if config["dataset"] == "synthetic":
         output:
             score=report(SCORE, caption="../report/score.rst", category="Score"),
         log:
-            "results/logs/score.log",
+            "{results}/logs/score.log",
         benchmark:
-            "results/benchmarks/score.tsv"
+            "{results}/benchmarks/score.tsv"
         conda:
             ENV
         params:
@@ -67,9 +69,9 @@ if config["dataset"] == "synthetic":
 
 
 onsuccess:
-    if Path(SCORE).is_file():
+    if Path(last_round(SCORE)).is_file():
         print(
-            f"Offline score (mean Dice against the generated test masks): {Path(SCORE).read_text()}"
+            f"Offline score (mean Dice against the generated test masks): {Path(last_round(SCORE)).read_text()}"
         )
 
 
@@ -94,9 +96,9 @@ else:
         """Upload the checked submission to Kaggle (`snakemake --configfile competition.yaml
         submit`), never part of `all`."""
         input:
-            submission=SUBMISSION,
-            check=SUBMISSION_CHECK,
-            thresholds=THRESHOLDS,
+            submission=last_round(SUBMISSION),
+            check=last_round(SUBMISSION_CHECK),
+            thresholds=last_round(THRESHOLDS),
         output:
             receipt=report(
                 "results/submission_receipt.json",

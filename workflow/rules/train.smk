@@ -1,5 +1,6 @@
 # Training: every configured model on every fold, each job resumable from its last checkpoint,
-# on GPUs it leases for itself (carvana with-gpus).
+# on GPUs it leases for itself (carvana with-gpus). In a pseudo-labelling round, with its fold's
+# pseudo labels too, from the round before's weights where pseudo.start says so.
 
 
 rule train:
@@ -9,13 +10,15 @@ rule train:
         train=dataset_inputs()["train"],
         train_masks=dataset_inputs()["train_masks"],
         pretrained=pretrained_inputs,
+        pseudo=round_labels,
+        start=round_start,
     output:
         weights=f"{RUN_DIR}/weights.pt",
         metrics=f"{RUN_DIR}/metrics.csv",
     log:
-        "results/logs/train/{model}_fold{fold}.log",
+        "{results}/logs/train/{model}_fold{fold}.log",
     benchmark:
-        "results/benchmarks/train/{model}_fold{fold}.tsv"
+        "{results}/benchmarks/train/{model}_fold{fold}.tsv"
     conda:
         ENV
     threads: model_threads
@@ -27,7 +30,8 @@ rule train:
         data_dir=data_dir_of_input,
         run_dir=RUN_DIR,
         spec=model_json,
+        pseudo=round_train_args,
     shell:
         "carvana logged --log {log} -- carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
         "carvana train --model {wildcards.model} --fold {wildcards.fold} --model-json {params.spec:q} "
-        "--data-dir {params.data_dir} --folds-path {input.folds} --run-dir {params.run_dir} --code {params.code}"
+        "--data-dir {params.data_dir} --folds-path {input.folds} --run-dir {params.run_dir} --code {params.code} {params.pseudo}"

@@ -22,14 +22,14 @@ rule tune_threshold:
             category="Out-of-fold",
         ),
         plot=report(
-            "results/tuning/dice_vs_threshold.png",
+            "{results}/tuning/dice_vs_threshold.png",
             caption="../report/dice_vs_threshold.rst",
             category="Out-of-fold",
         ),
     log:
-        "results/logs/tune_threshold.log",
+        "{results}/logs/tune_threshold.log",
     benchmark:
-        "results/benchmarks/tune_threshold.tsv"
+        "{results}/benchmarks/tune_threshold.tsv"
     conda:
         ENV
     params:

@@ -17,7 +17,7 @@ import itertools
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,40 +75,66 @@ def predict_shard(
     ``thresholds_path``: tuning's thresholds.json: the threshold, the models' weights (1 each
     where it gives none) and the networks it left out (``<model>/fold<k>``), which are not loaded
     into the ensemble."""
-    device = torch.device("cuda" if shard.gpu > 0 and torch.cuda.is_available() else "cpu")
-    opencv_threads(device)
-    if device.type == "cuda":  # the same few shapes batch after batch: cuDNN times its kernels once
-        torch.backends.cudnn.benchmark = True
-    autocast = mixed_precision_dtype(device)
-    tuned = json.loads(thresholds_path.read_text())
-    threshold = float(tuned["threshold"])
-    left_out = set(tuned.get("left_out", []))
     paths = DatasetPaths(data_dir)
     every = pd.read_csv(paths.sample_submission_path)["img"].tolist()
     images = shard_images(every, shard.index, shard.count)
-    members = [load_member(path, device) for path in weights_paths]
-    loaded = Counter(member.spec.name for member in members)
-    members = [member for member in members if job_name(member.spec.name, member.fold) not in left_out]
-    weights = kept_weights(tuned.get("weights", {}), loaded, Counter(member.spec.name for member in members))
-    if shard.compile:  # compiled at their first batch, for its shape (full batches, no ramp)
-        for member in members:
-            member.network.compile(dynamic=False)
-    ensemble = Ensemble(members, shard.tta, device, autocast, weights)
+    tuned = tuned_ensemble(weights_paths, thresholds_path, shard.tta, shard.gpu, shard.compile)
+    ensemble, threshold = tuned.ensemble, tuned.threshold
     views = f"{len(shard.tta.views())} flips x {len(shard.tta.scales)} scales"
     print(
         f"shard {shard.index} of {shard.count}: {len(images)} of {len(every)} test images, "
-        f"{len(members)} {'compiled ' if shard.compile else ''}networks x {views} on {device}, "
-        f"threshold {threshold:.2f}"
-        + (f"; left out as learnt nothing: {', '.join(sorted(left_out))}" if left_out else ""),
+        f"{len(ensemble.members)} {'compiled ' if shard.compile else ''}networks x {views} on "
+        f"{ensemble.device}, threshold {threshold:.2f}" + tuned.left_out_note(),
         flush=True,
     )
     started = time.perf_counter()
-    what = f"prediction shard {shard.index} ({len(members)} networks, {views})"
+    what = f"prediction shard {shard.index} ({len(ensemble.members)} networks, {views})"
     stream(ensemble, paths, images, shard.batch_size, threshold, out_path, what, shard.workers, shard.compile)
     seconds = time.perf_counter() - started
     rate = len(images) / max(seconds, 1e-9)
     print(f"shard {shard.index}: {len(images)} images in {seconds:.1f} s ({rate:.1f} images/s)")
     return len(images)
+
+
+@dataclass
+class TunedEnsemble:
+    """The networks prediction runs, weighted and thresholded as tuning chose."""
+
+    ensemble: Ensemble
+    threshold: float
+    left_out: set[str]
+
+    def left_out_note(self) -> str:
+        if not self.left_out:
+            return ""
+        return f"; left out as learnt nothing: {', '.join(sorted(self.left_out))}"
+
+
+def tuned_ensemble(
+    weights_paths: list[Path], thresholds_path: Path, tta: TTASpec, gpu: int, compile: bool = False
+) -> TunedEnsemble:
+    """The networks of ``weights_paths`` that tuning's thresholds.json kept, with its weights and
+    threshold, ready on the GPU (``gpu`` > 0 and CUDA present) or the CPU."""
+    device = torch.device("cuda" if gpu > 0 and torch.cuda.is_available() else "cpu")
+    opencv_threads(device)
+    if device.type == "cuda":  # the same few shapes batch after batch: cuDNN times its kernels once
+        torch.backends.cudnn.benchmark = True
+    tuned = json.loads(thresholds_path.read_text())
+    left_out = set(tuned.get("left_out", []))
+    members = [load_member(path, device) for path in weights_paths]
+    loaded = Counter(member.spec.name for member in members)
+    members = [member for member in members if job_name(member.spec.name, member.fold) not in left_out]
+    if not members:
+        raise ValueError(
+            f"{thresholds_path} leaves out every network given ({', '.join(sorted(left_out))}) as "
+            "having learnt nothing: there is nothing to predict with; retrain them first"
+        )
+    weights = kept_weights(tuned.get("weights", {}), loaded, Counter(member.spec.name for member in members))
+    if compile:  # compiled at their first batch, for its shape (full batches, no ramp)
+        for member in members:
+            member.network.compile(dynamic=False)
+    ensemble = Ensemble(members, tta, device, mixed_precision_dtype(device), weights)
+    return TunedEnsemble(ensemble, float(tuned["threshold"]), left_out)
 
 
 def kept_weights(
@@ -157,33 +183,52 @@ def stream(
     workers: int = 0,
     compiled: bool = False,
 ) -> None:
-    """The per-image path: test ``images`` in batches through ``ensemble`` to RLE rows in
-    ``out_path``, loading batch k+1 (in a thread, or in ``workers`` processes) and writing batch
-    k-1 in a thread while the networks run on batch k. Running out of GPU memory stops it with
-    advice naming ``what``. ``compiled``: full batches from the start (see ``batch_sizes``)."""
+    """Test ``images`` through ``ensemble`` (``stream_maps``) to RLE rows in ``out_path``, which
+    appears under its name only once whole."""
+    with atomic_path(out_path) as temporary, temporary.open("w", newline="") as file:
+        rows = csv.writer(file)
+        rows.writerow(RLE_HEADER)
+
+        def write(name: str, probability: npt.NDArray[np.float32]) -> None:
+            rows.writerow((name, rle.encode(probability >= threshold)))
+
+        stream_maps(ensemble, paths, images, batch_size, write, what, workers, compiled)
+
+
+def stream_maps(
+    ensemble: Ensemble,
+    paths: DatasetPaths,
+    images: list[str],
+    batch_size: int,
+    write: Callable[[str, npt.NDArray[np.float32]], None],
+    what: str = "prediction",
+    workers: int = 0,
+    compiled: bool = False,
+) -> None:
+    """The per-image path: test ``images`` in batches through ``ensemble``, each image's map at its
+    own size handed to ``write(name, probability)`` in order, loading batch k+1 (in a thread, or
+    in ``workers`` processes) and writing batch k-1 in a thread while the networks run on batch
+    k. Running out of GPU memory stops it with advice naming ``what``. ``compiled``: full batches
+    from the start (see ``batch_sizes``)."""
     names_by_batch = batches(images, batch_size, ramp=not compiled)
     one_image = "turn a flip off or lower predict.tta.scales (an image's views go through together)"
 
     with (
-        atomic_path(out_path) as temporary,
-        temporary.open("w", newline="") as file,
         loaded(ShardBatches(ensemble, paths, names_by_batch), workers) as prepared_batches,
         ThreadPoolExecutor(1, "write") as writer,
     ):
-        rows = csv.writer(file)
-        rows.writerow(RLE_HEADER)
 
-        def write(
+        def finish(
             names: list[str], sizes: list[tuple[int, int]], maps: list[npt.NDArray[np.float32]]
         ) -> None:
             for name, probability in zip(names, ensemble.finish(sizes, maps), strict=True):
-                rows.writerow((name, rle.encode(probability >= threshold)))
+                write(name, probability)
 
         pending: deque[Future[None]] = deque()
         for names, prepared in zip(names_by_batch, prepared_batches, strict=True):
             with out_of_memory_advice(what, "predict.batch_size", len(names), one_image, batch_size):
                 maps = ensemble.forward(prepared)
-            pending.append(writer.submit(write, names, prepared.sizes, maps))
+            pending.append(writer.submit(finish, names, prepared.sizes, maps))
             del prepared  # the inputs: the writer needs only the images' sizes
             while len(pending) > 2:  # a bounded queue: memory does not grow with the test set
                 pending.popleft().result()

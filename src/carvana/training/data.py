@@ -9,10 +9,15 @@ a network that learnt it exactly scores 0.9875 on the offline default (160x240 i
 input), against 0.9996 for the soft target. On that fold-0 run the soft target raised unet1024's
 OOF Dice from 0.951 to 0.958. The original UNet trains on random overlap tiles: the input is a
 tile of the mirror-padded image and the target is the tile's output region of the mask.
+
+A pseudo-labelling round adds test images with the masks the round before gave them
+(``carvana.prediction.pseudo``), read the same way; ``MixSampler`` draws a fresh share of them
+each epoch beside every real training image.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +28,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from carvana.data.images import read_image, read_mask
 from carvana.layout import DatasetPaths
 from carvana.models.inference import network_input, resize, tile_grid
 from carvana.models.spec import AugmentSpec, ModelSpec
 from carvana.models.tiling import mirror_pad
+from carvana.pseudo import label_name
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,36 @@ def augmentations(augment: AugmentSpec, seed: int) -> A.Compose:
     )
 
 
+@dataclass(frozen=True)
+class PseudoLabels:
+    """Test images (names) and the folder of the masks a pseudo-labels job gave them."""
+
+    labels_dir: Path
+    images: list[str]
+
+
+class MixSampler(Sampler[int]):
+    """An epoch of a pseudo-labelling round: every real training image (indices ``0..real-1``)
+    and ``per_epoch`` pseudo-labelled ones drawn afresh each epoch from the ``pseudo`` after
+    them (indices ``real..real+pseudo-1``), shuffled together. So an epoch's length is set by the
+    real images, whatever the size of the test set, and the epochs go through its labels in turn."""
+
+    def __init__(self, real: int, pseudo: int, per_epoch: int, seed: int) -> None:
+        if real < 1:
+            raise ValueError("a round needs real training images beside its pseudo labels")
+        self.real, self.pseudo = real, pseudo
+        self.per_epoch = min(per_epoch, pseudo)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.real + self.per_epoch
+
+    def __iter__(self) -> Iterator[int]:
+        drawn = torch.randperm(self.pseudo, generator=self.generator)[: self.per_epoch] + self.real
+        every = torch.cat([torch.arange(self.real), drawn])
+        return iter(every[torch.randperm(len(every), generator=self.generator)].tolist())
+
+
 class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Items (input (3, H', W') float32, target (1, h, w) float32 in [0, 1]) for the given images.
 
@@ -89,21 +125,38 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     whole (padded) image and the target the mask at ``input_size``.
     """
 
-    def __init__(self, paths: DatasetPaths, images: list[str], spec: ModelSpec, train: bool) -> None:
+    def __init__(
+        self,
+        paths: DatasetPaths,
+        images: list[str],
+        spec: ModelSpec,
+        train: bool,
+        pseudo: PseudoLabels | None = None,
+    ) -> None:
         if not images:
             raise ValueError("no images to train or validate on")
         self.paths, self.images, self.spec, self.train = paths, images, spec, train
+        self.pseudo = pseudo or PseudoLabels(Path(), [])
         self.transform = augmentations(spec.augment, spec.seed) if train else None
 
     def __len__(self) -> int:
-        return len(self.images)
+        """The training images, then the pseudo-labelled test images."""
+        return len(self.images) + len(self.pseudo.images)
+
+    def sources(self, index: int) -> tuple[Path, Path]:
+        """Item ``index``'s image and mask files."""
+        if index < len(self.images):
+            img = self.images[index]
+            return self.paths.image_path("train", img), self.paths.mask_path(img)
+        img = self.pseudo.images[index - len(self.images)]
+        return self.paths.image_path("test", img), self.pseudo.labels_dir / label_name(img)
 
     def read(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
         """Image (H, W, 3) uint8 and soft mask (H, W) float32 in [0, 1] at ``input_size``, before
         augmentation."""
-        img = self.images[index]
-        image = np.asarray(resize(read_image(self.paths.image_path("train", img)), self.spec.input_size))
-        mask = read_mask(self.paths.mask_path(img)).astype(np.float32)
+        image_path, mask_path = self.sources(index)
+        image = np.asarray(resize(read_image(image_path), self.spec.input_size))
+        mask = read_mask(mask_path).astype(np.float32)
         return image.astype(np.uint8), np.asarray(resize(mask, self.spec.input_size), dtype=np.float32)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

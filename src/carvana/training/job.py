@@ -37,7 +37,8 @@ from carvana.failures import out_of_memory_advice
 from carvana.layout import DatasetPaths
 from carvana.models.inference import cpu_has_fast_bf16, mixed_precision_dtype
 from carvana.models.spec import ModelSpec
-from carvana.training.data import FoldImages, SegmentationDataset, fold_images
+from carvana.pseudo import LABELS_TABLE, RoundTraining
+from carvana.training.data import FoldImages, MixSampler, PseudoLabels, SegmentationDataset, fold_images
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,26 @@ def choose_device(spec: ModelSpec) -> Device:
     return Device("cpu", 1, spec.precision)
 
 
-def fingerprint(spec: ModelSpec, fold: FoldImages, paths: DatasetPaths, code: str = "") -> str:
-    """What a checkpoint was trained on: the spec, the fold's split, the training masks and the
-    training code's digest (``carvana.stage_code``; the workflow passes it)."""
+def fingerprint(
+    spec: ModelSpec,
+    fold: FoldImages,
+    paths: DatasetPaths,
+    code: str = "",
+    pseudo: RoundTraining | None = None,
+) -> str:
+    """What a checkpoint was trained on: the spec, the fold's split, the training masks, the
+    training code's digest (``carvana.stage_code``; the workflow passes it) and, in a
+    pseudo-labelling round, its labels' table, how it takes them and the weights it starts from."""
     digest = hashlib.sha256()
     digest.update(code.encode())
     digest.update(spec.recipe_json().encode())  # more workers or a compiled network: still resumable
     digest.update(json.dumps([fold.fold, fold.train, fold.held_out]).encode())
     digest.update(paths.train_masks_csv_path.read_bytes())
+    if pseudo is not None:
+        digest.update(json.dumps([pseudo.share, pseudo.select, pseudo.ratio]).encode())
+        digest.update((pseudo.labels_dir / LABELS_TABLE).read_bytes())
+        if pseudo.init_weights is not None:
+            digest.update(pseudo.init_weights.read_bytes())
     return digest.hexdigest()
 
 
@@ -131,9 +144,12 @@ def _atomic_checkpoints() -> Any:
     return AtomicCheckpointIO()
 
 
-def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict[str, Any]:
+def train(
+    spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "", pseudo: RoundTraining | None = None
+) -> dict[str, Any]:
     """Train (or resume), write the best weights and the metrics; return a summary.
-    ``code``: the digest of the training code; a checkpoint made by other code is not resumed."""
+    ``code``: the digest of the training code; a checkpoint made by other code is not resumed.
+    ``pseudo``: a pseudo-labelling round's test images, beside the fold's training images."""
     cv2.setNumThreads(1)  # once, in the parent, before any DataLoader worker forks
     import lightning as L  # noqa: N812
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
@@ -148,21 +164,38 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
     torch.set_num_threads(spec.threads)
     if device.accelerator == "gpu":
         torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in float32
+    labels = PseudoLabels(pseudo.labels_dir, pseudo.chosen(spec.seed + fold)) if pseudo else None
+    sampler = None
+    if pseudo and labels:
+        per_epoch = pseudo.per_epoch(len(images.train))
+        sampler = MixSampler(len(images.train), len(labels.images), per_epoch, spec.seed + fold)
     print(
         f"training {spec.name} ({spec.arch}) fold {fold}: {len(images.train)} images, "
         f"{len(images.held_out)} held out; {device.accelerator} x{device.devices}, {device.precision}, "
         f"{spec.epochs} epochs of batch {spec.batch_size}{', compiled' if spec.compile else ''}",
         flush=True,
     )
-    last = _resumable_checkpoint(paths, fingerprint(spec, images, dataset, code))
+    if pseudo and labels and sampler:
+        start = f"from {pseudo.init_weights}" if pseudo.init_weights else "from scratch"
+        print(
+            f"pseudo labels: {len(labels.images)} test images ({pseudo.select}, share "
+            f"{pseudo.share:g}) from {pseudo.labels_dir}, {sampler.per_epoch} per epoch; {start}",
+            flush=True,
+        )
+    last = _resumable_checkpoint(paths, fingerprint(spec, images, dataset, code, pseudo))
     L.seed_everything(spec.seed + fold, workers=True, verbose=False)
 
-    def loader(names: list[str], shuffle: bool) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+    def loader(
+        names: list[str], shuffle: bool, extra: PseudoLabels | None = None
+    ) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+        items = SegmentationDataset(dataset, names, spec, train=shuffle, pseudo=extra)
+        drawn = len(sampler) if sampler and extra else len(items)
         return DataLoader(
-            SegmentationDataset(dataset, names, spec, train=shuffle),
+            items,
             batch_size=spec.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(names) > spec.batch_size,  # no batch of one through BatchNorm
+            shuffle=shuffle and not (sampler and extra),
+            sampler=sampler if extra else None,
+            drop_last=shuffle and drawn > spec.batch_size,  # no batch of one through BatchNorm
             num_workers=spec.workers,
             persistent_workers=spec.workers > 0,
             pin_memory=device.accelerator == "gpu",
@@ -181,7 +214,7 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
     every_epoch = ModelCheckpoint(
         dirpath=paths.checkpoint_dir, filename="last", save_top_k=1, enable_version_counter=False
     )
-    steps = max(1, len(images.train) // spec.batch_size)
+    steps = max(1, (len(images.train) + (sampler.per_epoch if sampler else 0)) // spec.batch_size)
     trainer = L.Trainer(
         max_epochs=spec.epochs,
         accelerator=device.accelerator,
@@ -200,10 +233,12 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
         benchmark=device.accelerator == "gpu",  # cuDNN picks its fastest kernels: the sizes are fixed
     )
     task = SegmentationTask(spec.to_json())
+    if pseudo and pseudo.init_weights and last is None:
+        _start_from(task, pseudo.init_weights)
     if spec.compile:  # in place: the weights keep their names in checkpoints and weights.pt
         task.network.compile(dynamic=False)
     with _out_of_memory_advice(spec):
-        trainer.fit(task, loader(images.train, True), loader(images.held_out, False), ckpt_path=last)
+        trainer.fit(task, loader(images.train, True, labels), loader(images.held_out, False), ckpt_path=last)
     if trainer.global_rank != 0:
         return {}
     best_path = Path(checkpoints.best_model_path or paths.checkpoint_dir / "best.ckpt")
@@ -227,6 +262,18 @@ def train(spec: ModelSpec, fold: int, paths: TrainPaths, code: str = "") -> dict
         flush=True,
     )
     return summary
+
+
+def _start_from(task: Any, weights_path: Path) -> None:
+    """The network's weights from an earlier training job's weights.pt (the round before's)."""
+    saved = torch.load(weights_path, map_location="cpu", weights_only=False)
+    try:
+        task.network.load_state_dict(saved["state_dict"])
+    except RuntimeError as error:
+        raise ValueError(
+            f"{weights_path} is not this network's (its spec is {saved['spec']}); set pseudo.start to "
+            f"scratch, or rerun the round before with this model's settings: {error}"
+        ) from None
 
 
 def _out_of_memory_advice(spec: ModelSpec) -> AbstractContextManager[None]:

@@ -1,0 +1,122 @@
+"""Pseudo labels: the test images as one fold's networks of the round before would submit them.
+
+Round r's fold-k training job trains on fold k's training images and on test images labelled by
+round r-1's fold-k networks alone: they never saw fold k's held-out images, so those images'
+masks cannot reach fold k's networks through the labels, and the round's OOF Dice stays honest.
+(The full ensemble would carry them in through the other folds' networks.) The labels job
+checks this itself: every network it is given must be of its fold.
+
+The job's folder holds one mask per test image, ``<img stem>.png``, at the image's own size: a
+1-bit PNG, thresholded at the tuned threshold as a submission would be (about 3 KB for a
+1918x1280 mask, so 100,064 of them take about 0.35 GB), and ``labels.csv`` (img, area,
+uncertain), written last. ``uncertain`` is the count of pixels whose probability lies within
+``band`` of the threshold, over the mask's area: the share of the mask the ensemble was unsure
+of which ``carvana.pseudo.select_pseudo`` ranks by. Each mask is written as its batch finishes; no more than a
+few are in memory at once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from PIL import Image
+
+from carvana.atomic import atomic_path, write_text
+from carvana.layout import DatasetPaths
+from carvana.prediction.ensemble import read_member
+from carvana.prediction.shard import stream_maps, tuned_ensemble
+from carvana.prediction.tta import TTASpec
+from carvana.pseudo import LABELS_TABLE, label_name
+
+
+@dataclass(frozen=True)
+class PseudoSpec:
+    """How one round's labels are made: the TTA, the batch size, where, and the band around the
+    threshold within which a pixel counts as uncertain."""
+
+    tta: TTASpec
+    batch_size: int = 8
+    gpu: int = 1
+    workers: int = 0
+    band: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.band < 1:
+            raise ValueError(f"the uncertainty band must be in (0, 1), got {self.band}")
+
+
+def write_label(path: Path, mask: npt.NDArray[np.bool_]) -> None:
+    """A mask as a 1-bit PNG, whole or not at all."""
+    with atomic_path(path) as temporary:
+        Image.fromarray(mask).save(temporary, format="PNG", optimize=True)
+
+
+def uncertain_share(probability: npt.NDArray[np.float32], threshold: float, band: float) -> float:
+    """Pixels within ``band`` of ``threshold``, over the mask's area (at least one pixel)."""
+    unsure = int(np.count_nonzero(np.abs(probability - np.float32(threshold)) < band))
+    area = int(np.count_nonzero(probability >= threshold))
+    return unsure / max(area, 1)
+
+
+def check_one_fold(weights_paths: list[Path], fold: int) -> None:
+    """Refuse networks of another fold: they saw fold ``fold``'s held-out images, whose masks
+    would then leak into its OOF score through the labels."""
+    others = []
+    for path in weights_paths:
+        member = read_member(path)
+        if member.fold != fold:
+            others.append(f"{path} (fold {member.fold})")
+    if others:
+        raise ValueError(
+            f"pseudo labels for fold {fold} must come from fold {fold}'s networks alone, which never "
+            f"saw its held-out images; got {', '.join(others)}"
+        )
+
+
+def write_pseudo_labels(
+    spec: PseudoSpec,
+    data_dir: Path,
+    weights_paths: list[Path],
+    thresholds_path: Path,
+    fold: int,
+    out_dir: Path,
+) -> pd.DataFrame:
+    """Label every test image (sample_submission order) with fold ``fold``'s networks, weighted
+    and thresholded as ``thresholds_path`` says; write the masks and labels.csv into ``out_dir``."""
+    check_one_fold(weights_paths, fold)
+    paths = DatasetPaths(data_dir)
+    images = pd.read_csv(paths.sample_submission_path)["img"].tolist()
+    tuned = tuned_ensemble(weights_paths, thresholds_path, spec.tta, spec.gpu)
+    threshold = tuned.threshold
+    print(
+        f"pseudo labels of fold {fold}: {len(images)} test images through "
+        f"{len(tuned.ensemble.members)} networks on {tuned.ensemble.device}, threshold "
+        f"{threshold:.2f}" + tuned.left_out_note(),
+        flush=True,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[str, int, float]] = []
+
+    def write(name: str, probability: npt.NDArray[np.float32]) -> None:
+        mask = probability >= threshold
+        write_label(out_dir / label_name(name), mask)
+        rows.append((name, int(mask.sum()), uncertain_share(probability, threshold, spec.band)))
+
+    started = time.perf_counter()
+    what = f"pseudo labels of fold {fold}"
+    stream_maps(tuned.ensemble, paths, images, spec.batch_size, write, what, spec.workers)
+    table = pd.DataFrame(rows, columns=["img", "area", "uncertain"])
+    write_text(out_dir / LABELS_TABLE, table.to_csv(index=False, float_format="%.6f"))
+    seconds = time.perf_counter() - started
+    empty = int((table["area"] == 0).sum())
+    print(
+        f"fold {fold}: {len(table)} pseudo labels in {seconds:.1f} s, median uncertain share "
+        f"{table['uncertain'].median():.4f}" + (f"; {empty} empty masks" if empty else ""),
+        flush=True,
+    )
+    return table

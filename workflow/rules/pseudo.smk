@@ -1,0 +1,52 @@
+# Pseudo-labelling rounds (pseudo.rounds > 0): round r's labels of the test images, one job per
+# fold from round r-1's fold-k networks alone; round r's training, OOF maps, tuning, prediction
+# and submission are the plain rules' under results/pseudo/round<r>/.
+
+
+rule pseudo_labels:
+    input:
+        weights=pseudo_label_networks,
+        thresholds=pseudo_label_thresholds,
+        sample_submission=dataset_inputs()["sample_submission"],
+        test=dataset_inputs()["test"],
+    output:
+        labels=directory(PSEUDO_LABELS),
+    log:
+        "results/pseudo/round{round}/logs/pseudo_labels/fold{fold}.log",
+    benchmark:
+        "results/pseudo/round{round}/benchmarks/pseudo_labels/fold{fold}.tsv"
+    conda:
+        ENV
+    threads: config["predict"]["threads"] + config["predict"]["workers"]
+    resources:
+        gpu=predict_gpus(),
+    params:
+        code=stage_code("_pseudo_labels"),
+        gpus=predict_gpus(),
+        data_dir=data_dir_of_sample_submission,
+        args=pseudo_label_args(),
+    shell:
+        "carvana logged --log {log} -- carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
+        "carvana pseudo-labels --fold {wildcards.fold} --data-dir {params.data_dir} --weights {input.weights} "
+        "--thresholds-path {input.thresholds} --out-dir {output.labels} {params.args} --gpu {resources.gpu} --threads {threads}"
+
+
+rule pseudo_rounds:
+    input:
+        thresholds=[in_round(THRESHOLDS, r) for r in range(ROUNDS + 1)],
+        scores=round_scores(),
+    output:
+        table=report(
+            ROUNDS_TABLE, caption="../report/pseudo_rounds.rst", category="Score"
+        ),
+    log:
+        "results/pseudo/logs/pseudo_rounds.log",
+    benchmark:
+        "results/pseudo/benchmarks/pseudo_rounds.tsv"
+    conda:
+        ENV
+    params:
+        code=stage_code("_pseudo_rounds"),
+        rounds=round_folders(),
+    shell:
+        "carvana logged --log {log} -- carvana pseudo-rounds --round-dir {params.rounds} --out-path {output.table}"
