@@ -164,9 +164,9 @@ def train(
     torch.set_num_threads(spec.threads)
     if device.accelerator == "gpu":
         torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in float32
-    labels = PseudoLabels(pseudo.labels_dir, pseudo.chosen(spec.seed + fold)) if pseudo else None
-    sampler = None
-    if pseudo and labels:
+    labels, sampler = None, None
+    if pseudo is not None:
+        labels = PseudoLabels(pseudo.labels_dir, pseudo.chosen(spec.seed + fold))
         per_epoch = pseudo.per_epoch(len(images.train))
         sampler = MixSampler(len(images.train), len(labels.images), per_epoch, spec.seed + fold)
     print(
@@ -175,10 +175,10 @@ def train(
         f"{spec.epochs} epochs of batch {spec.batch_size}{', compiled' if spec.compile else ''}",
         flush=True,
     )
-    if pseudo and labels and sampler:
+    if pseudo is not None and sampler is not None:
         start = f"from {pseudo.init_weights}" if pseudo.init_weights else "from scratch"
         print(
-            f"pseudo labels: {len(labels.images)} test images ({pseudo.select}, share "
+            f"pseudo labels: {sampler.pseudo} test images ({pseudo.select}, share "
             f"{pseudo.share:g}) from {pseudo.labels_dir}, {sampler.per_epoch} per epoch; {start}",
             flush=True,
         )
@@ -186,16 +186,16 @@ def train(
     L.seed_everything(spec.seed + fold, workers=True, verbose=False)
 
     def loader(
-        names: list[str], shuffle: bool, extra: PseudoLabels | None = None
+        items: SegmentationDataset, drawn_by: MixSampler | None = None
     ) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
-        items = SegmentationDataset(dataset, names, spec, train=shuffle, pseudo=extra)
-        drawn = len(sampler) if sampler and extra else len(items)
+        """Training items shuffled (or drawn by a round's sampler); held-out ones in order."""
+        drawn = len(drawn_by) if drawn_by is not None else len(items)
         return DataLoader(
             items,
             batch_size=spec.batch_size,
-            shuffle=shuffle and not (sampler and extra),
-            sampler=sampler if extra else None,
-            drop_last=shuffle and drawn > spec.batch_size,  # no batch of one through BatchNorm
+            shuffle=items.train and drawn_by is None,
+            sampler=drawn_by,
+            drop_last=items.train and drawn > spec.batch_size,  # no batch of one through BatchNorm
             num_workers=spec.workers,
             persistent_workers=spec.workers > 0,
             pin_memory=device.accelerator == "gpu",
@@ -214,7 +214,7 @@ def train(
     every_epoch = ModelCheckpoint(
         dirpath=paths.checkpoint_dir, filename="last", save_top_k=1, enable_version_counter=False
     )
-    steps = max(1, (len(images.train) + (sampler.per_epoch if sampler else 0)) // spec.batch_size)
+    steps = max(1, (len(sampler) if sampler else len(images.train)) // spec.batch_size)
     trainer = L.Trainer(
         max_epochs=spec.epochs,
         accelerator=device.accelerator,
@@ -233,12 +233,17 @@ def train(
         benchmark=device.accelerator == "gpu",  # cuDNN picks its fastest kernels: the sizes are fixed
     )
     task = SegmentationTask(spec.to_json())
-    if pseudo and pseudo.init_weights and last is None:
+    if pseudo is not None and pseudo.init_weights is not None and last is None:
         _start_from(task, pseudo.init_weights)
     if spec.compile:  # in place: the weights keep their names in checkpoints and weights.pt
         task.network.compile(dynamic=False)
     with _out_of_memory_advice(spec):
-        trainer.fit(task, loader(images.train, True, labels), loader(images.held_out, False), ckpt_path=last)
+        trainer.fit(
+            task,
+            loader(SegmentationDataset(dataset, images.train, spec, train=True, pseudo=labels), sampler),
+            loader(SegmentationDataset(dataset, images.held_out, spec, train=False)),
+            ckpt_path=last,
+        )
     if trainer.global_rank != 0:
         return {}
     best_path = Path(checkpoints.best_model_path or paths.checkpoint_dir / "best.ckpt")
