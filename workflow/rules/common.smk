@@ -344,8 +344,11 @@ def offline_score():
 
 
 def config_json():
-    """The run's config (all config files merged), shown in the report."""
-    return json.dumps(config, sort_keys=True)
+    """The run's config (all config files merged), shown in the report: round 0's, so without
+    the pseudo-labelling rounds' settings, which do not touch it."""
+    return json.dumps(
+        {k: v for k, v in config.items() if k != "pseudo"}, sort_keys=True
+    )
 
 
 def tune_args():
@@ -459,14 +462,17 @@ def round_start(wildcards):
     )
 
 
-def round_train_args(wildcards, input):
-    """The training job's pseudo-labelling flags: none in round 0, whatever pseudo says."""
-    if not input.pseudo:
+def round_train_args(wildcards):
+    """The training job's pseudo-labelling flags: none in round 0, whatever pseudo says. Of the
+    wildcards alone: Snakemake does not compare params made from a job's input, and a change of
+    these must rerun the round."""
+    labels = round_labels(wildcards)
+    if not labels:
         return ""
     pseudo = config["pseudo"]
-    start = f" --init-weights {input.start}" if input.start else ""
+    start = "".join(f" --init-weights {path}" for path in round_start(wildcards))
     return (
-        f"--pseudo-labels {input.pseudo} --pseudo-share {pseudo['share']} "
+        f"--pseudo-labels {labels[0]} --pseudo-share {pseudo['share']} "
         f"--pseudo-select {pseudo['select']} --pseudo-ratio {pseudo['ratio']}{start}"
     )
 
