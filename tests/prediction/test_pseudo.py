@@ -126,3 +126,16 @@ def test_the_uncertain_share_worked_out_by_hand() -> None:
 def test_a_band_outside_0_1_is_refused() -> None:
     with pytest.raises(ValueError, match="band"):
         PseudoSpec(TTASpec(), band=1.0)
+
+
+def test_a_fold_left_with_networks_of_weight_0_says_which_were_left_out(
+    tiny_dataset, weights_by_fold: dict[int, list[Path]], tmp_path: Path
+) -> None:
+    """Tuning gave unet1024 everything and left out its fold-0 network: unet11 alone is kept,
+    at weight 0."""
+    thresholds = tmp_path / "thresholds.json"
+    tuned = {"threshold": 0.5, "weights": {"unet1024": 1.0, "unet11": 0.0}, "left_out": ["unet1024/fold0"]}
+    thresholds.write_text(json.dumps(tuned))
+    spec = PseudoSpec(TTASpec(), gpu=0)
+    with pytest.raises(ValueError, match=r"weighs every network kept here at 0.*left out \(unet1024/fold0\)"):
+        write_pseudo_labels(spec, tiny_dataset.data_dir, weights_by_fold[0], thresholds, 0, tmp_path / "out")

@@ -34,6 +34,7 @@ rule pseudo_labels:
 rule pseudo_rounds:
     input:
         thresholds=[in_round(THRESHOLDS, r) for r in range(ROUNDS + 1)],
+        checks=[in_round(SUBMISSION_CHECK, r) for r in range(ROUNDS + 1)],
         scores=round_scores(),
     output:
         table=report(

@@ -2,8 +2,9 @@
 
 Round r's fold-k training job trains on fold k's training images and on test images labelled by
 round r-1's fold-k networks alone: they never saw fold k's held-out images, so those images'
-masks cannot reach fold k's networks through the labels, and the round's OOF Dice stays honest.
-(The full ensemble would carry them in through the other folds' networks.) The labels job
+masks cannot reach fold k's networks through the labels (the full ensemble would carry them in
+through the other folds' networks). Only the round before's threshold and ensemble weights,
+tuned on every fold's OOF maps as round 0's are, touch them. The labels job
 checks this itself: every network it is given must be of its fold.
 
 The job's folder holds one mask per test image, ``<img stem>.png``, at the image's own size: a

@@ -130,6 +130,13 @@ def tuned_ensemble(
             "having learnt nothing: there is nothing to predict with; retrain them first"
         )
     weights = kept_weights(tuned.get("weights", {}), loaded, Counter(member.spec.name for member in members))
+    if not any(weights.values()):
+        raise ValueError(
+            f"{thresholds_path} weighs every network kept here at 0: the models it weighs "
+            f"({', '.join(name for name, w in tuned.get('weights', {}).items() if w)}) have no network "
+            f"here that tuning kept; retrain the networks it left out ({', '.join(sorted(left_out))}) "
+            "or give ensemble.weights by hand"
+        )
     if compile:  # compiled at their first batch, for its shape (full batches, no ramp)
         for member in members:
             member.network.compile(dynamic=False)

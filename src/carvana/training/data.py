@@ -98,24 +98,31 @@ class PseudoLabels:
 
 class MixSampler(Sampler[int]):
     """An epoch of a pseudo-labelling round: every real training image (indices ``0..real-1``)
-    and ``per_epoch`` pseudo-labelled ones drawn afresh each epoch from the ``pseudo`` after
-    them (indices ``real..real+pseudo-1``), shuffled together. So an epoch's length is set by the
-    real images, whatever the size of the test set, and the epochs go through its labels in turn."""
+    and ``per_epoch`` pseudo-labelled ones (at most all of them) drawn afresh each epoch from the
+    ``pseudo`` after them (indices ``real..real+pseudo-1``), shuffled together. So an epoch's
+    length is set by the real images, whatever the size of the test set, and the epochs go
+    through its labels in turn. Epoch e's draw depends on the seed and e alone (Lightning calls
+    ``set_epoch``), so a resumed job draws what an uninterrupted one would."""
 
     def __init__(self, real: int, pseudo: int, per_epoch: int, seed: int) -> None:
         if real < 1:
             raise ValueError("a round needs real training images beside its pseudo labels")
-        self.real, self.pseudo = real, pseudo
+        self.real, self.pseudo, self.seed = real, pseudo, seed
         self.per_epoch = min(per_epoch, pseudo)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.real + self.per_epoch
 
     def __iter__(self) -> Iterator[int]:
-        drawn = torch.randperm(self.pseudo, generator=self.generator)[: self.per_epoch] + self.real
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        self.epoch += 1  # the next epoch's, where no trainer sets it
+        drawn = torch.randperm(self.pseudo, generator=generator)[: self.per_epoch] + self.real
         every = torch.cat([torch.arange(self.real), drawn])
-        return iter(every[torch.randperm(len(every), generator=self.generator)].tolist())
+        return iter(every[torch.randperm(len(every), generator=generator)].tolist())
 
 
 class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
