@@ -470,8 +470,10 @@ def test_every_rule_has_a_log_and_a_benchmark_under_results() -> None:
     rules = dict(zip(blocks[::2], blocks[1::2], strict=True))
     assert {"synthesize", "train", "predict", "report_figures", "submit"} <= set(rules)
     for name, body in rules.items():
-        log = re.search(r"log:\s*\n\s*\"(results/logs/[^\"]+)\"", body)
-        benchmark = re.search(r"benchmark:\s*\n\s*\"(results/benchmarks/[^\"]+)\"", body)
+        # under results/: a round's rules write under {results}, results/ or results/pseudo/round<r>/
+        under = r"(?:\{results\}|results(?:/pseudo(?:/round\{round\})?)?)"
+        log = re.search(rf"log:\s*\n\s*\"({under}/logs/[^\"]+)\"", body)
+        benchmark = re.search(rf"benchmark:\s*\n\s*\"({under}/benchmarks/[^\"]+)\"", body)
         assert log is not None and benchmark is not None, (
             f"rule {name} lacks a log or benchmark under results/"
         )

@@ -484,6 +484,6 @@ def round_scores():
     return [in_round(SCORE, r) for r in range(ROUNDS + 1)]
 
 
-def round_folders():
-    """Each round's folder, for the rounds table."""
-    return " ".join(round_dir(r) for r in range(ROUNDS + 1))
+def round_dirs_of_input(wildcards, input):
+    """Each round's folder, round 0 first, read off its thresholds.json: <folder>/tuning/..."""
+    return " ".join(str(Path(path).parents[1]) for path in input.thresholds)

@@ -48,6 +48,6 @@ rule pseudo_rounds:
         ENV
     params:
         code=stage_code("_pseudo_rounds"),
-        rounds=round_folders(),
+        rounds=round_dirs_of_input,
     shell:
         "carvana logged --log {log} -- carvana pseudo-rounds --round-dir {params.rounds} --out-path {output.table}"
