@@ -51,7 +51,7 @@ def _plan(work: Path) -> tuple[dict[str, int], set[tuple[str, str]]]:
         match
         for job in jobs
         if job.startswith("rule train:")
-        for match in re.findall(r"wildcards: model=(\w+), fold=(\d+)", job)
+        for match in re.findall(r"wildcards: results=results, model=(\w+), fold=(\d+)", job)
     }
     return counts, trained
 
