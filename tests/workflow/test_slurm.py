@@ -96,9 +96,8 @@ def test_every_job_runs_as_a_slurm_job_to_a_valid_submission(slurm_run: SlurmRun
         assert job["state"] == "COMPLETED", name
         rule = name.split("/")[0].removesuffix(".log")  # train/unet_fold0.log, make_folds.log
         assert job["comment"].startswith(f"rule_{rule}"), (name, job["comment"])  # what squeue %k shows
-    assert (
-        jobs[_header(logs["train/unet1024_fold1.log"])["job"]]["comment"] == "rule_train_wildcards_unet1024_1"
-    )
+    train_job = jobs[_header(logs["train/unet1024_fold1.log"])["job"]]
+    assert train_job["comment"] == "rule_train_wildcards_results_unet1024_1"  # results=results: round 0
     assert len({_header(log)["job"] for log in logs.values()}) == len(logs)  # one Slurm job each
     check = json.loads((slurm_run.work / "results/submission_check.json").read_text())
     assert check["rows"] == 32
