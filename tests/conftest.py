@@ -9,6 +9,8 @@ from typing import NamedTuple
 import pytest
 
 from carvana.data.synthetic import SyntheticSpec, generate
+from carvana.folds import FoldSpec, make_folds
+from carvana.layout import DatasetPaths
 
 # 3 train cars and 2 test cars of 16 views at 96x64 (WxH): 48 + 32 images, generated in about a second.
 TINY_SPEC = SyntheticSpec(train_cars=3, test_cars=2, image_size=(64, 96), seed=7)
@@ -39,3 +41,11 @@ def dataset_copy(tiny_dataset: TinyDataset, tmp_path: Path) -> TinyDataset:
     shutil.copytree(tiny_dataset.data_dir, data_dir)
     shutil.copyfile(tiny_dataset.truth_path, truth_path)
     return TinyDataset(data_dir=data_dir, truth_path=truth_path, spec=tiny_dataset.spec)
+
+
+@pytest.fixture(scope="session")
+def folds_path(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny dataset's cars in 3 folds (seed 1), made once per session. Read it only."""
+    path = tmp_path_factory.mktemp("folds") / "folds.csv"
+    make_folds(DatasetPaths(tiny_dataset.data_dir), FoldSpec(n_folds=3, seed=1), path)
+    return path

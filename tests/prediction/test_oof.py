@@ -11,8 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from carvana.folds import FoldSpec, make_folds
-from carvana.layout import DatasetPaths
 from carvana.models.spec import ModelSpec
 from carvana.prediction.ensemble import Member
 from carvana.prediction.oof import OofPaths, oof_maps
@@ -36,13 +34,6 @@ class RampedFirstChannel(nn.Module):
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         ramp = torch.linspace(-4, 4, batch.shape[-1]).reshape(1, 1, 1, -1)
         return batch[:, :1] * 3 + ramp
-
-
-@pytest.fixture(scope="module")
-def folds_path(tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("folds") / "folds.csv"
-    make_folds(DatasetPaths(tiny_dataset.data_dir), FoldSpec(n_folds=3, seed=1), path)
-    return path
 
 
 def _maps(folder: Path) -> dict[str, np.ndarray]:

@@ -17,8 +17,6 @@ import pytest
 import torch
 
 from carvana.cli import main
-from carvana.folds import FoldSpec, make_folds
-from carvana.layout import DatasetPaths
 from carvana.models.build import build_model
 from carvana.models.spec import ModelSpec
 from carvana.prediction.oof import OofPaths
@@ -34,13 +32,6 @@ TINY_UNET1024 = {
     "optimizer": {"name": "adam", "lr": 0.003},
     "gpu": 0,
 }
-
-
-@pytest.fixture(scope="module")
-def folds_path(tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("folds") / "folds.csv"
-    make_folds(DatasetPaths(tiny_dataset.data_dir), FoldSpec(n_folds=3, seed=1), path)
-    return path
 
 
 @pytest.fixture(scope="module")

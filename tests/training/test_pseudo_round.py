@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from carvana.data.images import read_mask
-from carvana.folds import FoldSpec, make_folds
 from carvana.layout import DatasetPaths
 from carvana.models.inference import resize
 from carvana.models.spec import ModelSpec
@@ -88,13 +87,6 @@ def test_each_epoch_takes_every_real_image_once_and_a_fresh_draw_of_pseudo_ones(
     resumed = MixSampler(real=5, pseudo=10, per_epoch=3, seed=1)
     resumed.set_epoch(4)  # as Lightning does for a job resumed at its fifth epoch
     assert [list(resumed), list(resumed)] == epochs[4:]
-
-
-@pytest.fixture(scope="module")
-def folds_path(tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("folds") / "folds.csv"
-    make_folds(DatasetPaths(tiny_dataset.data_dir), FoldSpec(n_folds=3, seed=1), path)
-    return path
 
 
 def _conv_weights(path: Path) -> dict[str, torch.Tensor]:
