@@ -32,6 +32,7 @@ rule tune_threshold:
         "{results}/benchmarks/tune_threshold.tsv"
     conda:
         ENV
+    threads: config["tune"]["threads"]
     params:
         code=stage_code("_tune_threshold"),
         data_dir=data_dir_of_input,
@@ -40,4 +41,4 @@ rule tune_threshold:
         args=tune_args(),
     shell:
         "carvana logged --log {log} -- carvana tune-threshold --data-dir {params.data_dir} --folds-path {input.folds} "
-        "--models-dir {params.models_dir} --out-dir {params.out_dir} {params.args}"
+        "--models-dir {params.models_dir} --out-dir {params.out_dir} {params.args} --threads {threads}"

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from carvana.tuning.threshold import dice_at_thresholds, value_counts
+from carvana.tuning.threshold import dice_at_thresholds
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -99,23 +99,37 @@ def blend_curves(
         raise ValueError(f"the maps have {stack.shape[1]} pixels, the mask {car.size}")
     same = (stack == stack[0]).all(axis=0) if len(stack) > 1 else np.ones(car.size, dtype=bool)
     scale = 255 * models
+    # Each pixel is counted at its level, a car pixel at scale + 1 more: one bincount gives the car
+    # and background counts together (``value_counts``, without its checks: the levels of uint8
+    # maps lie in [0, scale] by construction).
+    offset = car.astype(np.intp) * (scale + 1)
     # where the present maps agree, every blend's level is the models' count times that value
-    agreed, agreed_car = (stack[0], car) if same.all() else (stack[0, same], car[same])
-    base_car, base_background = value_counts(agreed.astype(np.int64) * models, agreed_car, scale)
+    agreed, agreed_offset = (stack[0], offset) if same.all() else (stack[0, same], offset[same])
+    base = _level_counts(agreed.astype(np.intp) * models, agreed_offset, scale)
     differ = stack[:, ~same].astype(np.float64)
-    differ_car = car[~same]
+    differ_offset = offset[~same]
     curves = np.full((len(points), len(thresholds)), np.nan)
+    total = np.empty(differ.shape[1], dtype=np.float64)
+    product = np.empty_like(total)
     for row, factors in enumerate(blend_scales(points, present)):
         if np.isnan(factors).any():
             continue
-        total = np.zeros(differ.shape[1], dtype=np.float64)
-        for factor, values in zip(factors, differ, strict=True):  # the order ensemble_levels sums in
-            total += factor * values
-        car_counts, background_counts = value_counts(np.rint(total).astype(np.int64), differ_car, scale)
-        curves[row] = dice_at_thresholds(
-            base_car + car_counts, base_background + background_counts, thresholds
-        )
+        # the order ensemble_levels sums in: 0 + f0 v0 + f1 v1 + ..., each product rounded alone
+        total.fill(0.0)
+        for factor, values in zip(factors, differ, strict=True):
+            total += np.multiply(values, factor, out=product)
+        counts = base + _level_counts(np.rint(total, out=total).astype(np.intp), differ_offset, scale)
+        curves[row] = dice_at_thresholds(counts[scale + 1 :], counts[: scale + 1], thresholds)
     return curves
+
+
+def _level_counts(
+    levels: npt.NDArray[np.intp], offset: npt.NDArray[np.intp], scale: int
+) -> npt.NDArray[np.int64]:
+    """Pixels at each level, background then car: (2 * (scale + 1),) int64. ``levels`` (pixels,)
+    in [0, scale] is added to in place by ``offset``: scale + 1 for a car pixel, else 0."""
+    levels += offset
+    return np.bincount(levels, minlength=2 * (scale + 1)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -134,7 +148,12 @@ def choose_blend(curves: FloatArray, points: FloatArray, thresholds: FloatArray)
     nearest 0.5. Blends that leave some image without a network (NaN) are not chosen."""
     if curves.shape[1] == 0:
         raise ValueError("no images to choose the ensemble's weights on")
-    mean = curves.mean(axis=1)  # NaN where any image has no network
+    return choose_by_mean(curves.mean(axis=1), points, thresholds)  # NaN where an image has none
+
+
+def choose_by_mean(mean: FloatArray, points: FloatArray, thresholds: FloatArray) -> Choice:
+    """``choose_blend`` from each blend's mean Dice over the images, (points, thresholds), NaN
+    for a blend that leaves some image without a network."""
     if np.isnan(mean).all():
         raise ValueError("every blend of the weight grid leaves some image without a network")
     best = np.nanmax(mean)
@@ -144,6 +163,28 @@ def choose_blend(curves: FloatArray, points: FloatArray, thresholds: FloatArray)
     order = np.lexsort((np.abs(thresholds[tied[:, 1]] - 0.5), distance))
     point, threshold = tied[order[0]]
     return Choice(int(point), int(threshold), float(mean[point, threshold]))
+
+
+FOLD_BLOCK = 256  # images summed at a time: a (points, block, thresholds) copy at most
+
+
+def fold_sums(
+    curves: FloatArray, folds: npt.NDArray[np.integer], labels: npt.NDArray[np.integer]
+) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Each blend's Dice summed over each fold's images, (points, folds, thresholds), NaN taken
+    as 0, and whether any of the fold's images is NaN for the blend, (points, folds). Read a
+    block of images at a time, so that no copy of ``curves`` (points, images, thresholds) is made."""
+    sums = np.zeros((curves.shape[0], len(labels), curves.shape[2]))
+    missing = np.zeros((curves.shape[0], len(labels)), dtype=bool)
+    for start in range(0, curves.shape[1], FOLD_BLOCK):
+        block = curves[:, start : start + FOLD_BLOCK]
+        empty = np.isnan(block)
+        clean = np.where(empty, 0.0, block)
+        for index, fold in enumerate(labels):
+            mine = folds[start : start + FOLD_BLOCK] == fold
+            sums[:, index] += clean[:, mine].sum(axis=1)
+            missing[:, index] |= empty[:, mine].any(axis=(1, 2))
+    return sums, missing
 
 
 def nested_choice(
@@ -157,21 +198,26 @@ def nested_choice(
     new image would meet them. ``curves``: (points, images, thresholds); ``at_half``: (points,
     images), each blend's Dice at threshold 0.5; ``folds``: (images,). Returns (images,) Dice at
     the chosen threshold and at 0.5 under the chosen weights, and each fold's choice (its
-    ``dice`` is on the other folds). With one fold there is nothing to leave out, so this raises."""
+    ``dice`` is on the other folds). With one fold there is nothing to leave out, so this raises.
+    The other folds' means come from per-fold sums (``fold_sums``), not from copies of their curves."""
     labels = np.unique(folds)
     if len(labels) < 2:
         raise ValueError("choosing on other folds needs at least two folds")
+    sums, missing = fold_sums(curves, folds, labels)
+    sizes = np.array([int((folds == fold).sum()) for fold in labels])
     at_choice = np.empty(curves.shape[1])
     half = np.empty(curves.shape[1])
     choices = {}
-    for fold in labels:
+    for index, fold in enumerate(labels):
         held = folds == fold
         # a blend that leaves some held-out image without a network cannot be chosen for them
-        usable = np.asarray(~np.isnan(curves[:, held]).any(axis=(1, 2)), dtype=bool)
+        usable = ~missing[:, index]
         if not usable.any():
             raise ValueError(f"every blend leaves some image of fold {fold} without a network")
-        others = np.where(usable[:, None, None], curves[:, ~held], np.nan)
-        choice = choose_blend(others, points, thresholds)
+        others = np.arange(len(labels)) != index
+        mean = sums[:, others].sum(axis=1) / sizes[others].sum()
+        mean[~usable | missing[:, others].any(axis=1)] = np.nan
+        choice = choose_by_mean(mean, points, thresholds)
         choices[int(fold)] = choice
         at_choice[held] = curves[choice.point, held, choice.threshold]
         half[held] = at_half[choice.point, held]

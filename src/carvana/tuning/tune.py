@@ -28,18 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from carvana import rle
 from carvana.atomic import atomic_path, write_text
 from carvana.layout import DatasetPaths
 from carvana.prediction.weights import job_name, model_weights
 from carvana.tuning.ablation import Step, ablation_table
-from carvana.tuning.blend import Choice, blend_curves, blend_scales, choose_blend, nested_choice, simplex_grid
+from carvana.tuning.blend import Choice, blend_scales, choose_blend, nested_choice, simplex_grid
 from carvana.tuning.flags import FlagRule, edge_warnings, flag_jobs
+from carvana.tuning.scan import BlendGroup, Images, ScanPlan, oof_path, scan
 from carvana.tuning.threshold import ThresholdGrid, best_threshold
 
 ENSEMBLE = "ensemble"
@@ -56,12 +55,6 @@ class TunePaths:
         return oof_path(self.models_dir, model, fold, img, folder)
 
 
-def oof_path(models_dir: Path, model: str, fold: int, img: str, folder: str = "oof") -> Path:
-    """Where the OOF stage wrote a network's map of ``img``: with TTA in ``oof``, without it in
-    ``oof_plain``."""
-    return models_dir / model / f"fold{fold}" / folder / (img.removesuffix(".jpg") + ".png")
-
-
 def ensemble_levels(
     maps: list[npt.NDArray[np.uint8]], scale: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.uint16]:
@@ -71,13 +64,6 @@ def ensemble_levels(
     for probability, factor in zip(maps, scale, strict=True):
         total += factor * probability
     return np.rint(total).astype(np.uint16)  # up to 257 models of 255
-
-
-def read_oof(path: Path) -> npt.NDArray[np.uint8]:
-    probability = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if probability is None or probability.dtype != np.uint8 or probability.ndim != 2:
-        raise FileNotFoundError(f"{path}: missing or not a uint8 probability map; rerun that job's OOF maps")
-    return np.asarray(probability, dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -111,62 +97,32 @@ def read_folds(paths: TunePaths) -> pd.DataFrame:
     return pd.read_csv(paths.folds_path).sort_values("img", ignore_index=True)
 
 
-def model_curves(paths: TunePaths, models: list[str], grid: ThresholdGrid) -> OofSet:
-    """Each model's per-image Dice curves, with and without TTA."""
-    if not models:
-        raise ValueError("no models to tune: configure at least one")
-    folds, truth_rle, columns = read_folds(paths), read_truth(paths), curve_columns(grid)
-    curves = {
-        folder: {model: np.empty((len(folds), len(columns))) for model in models}
-        for folder in ("oof", "oof_plain")
-    }
-    one = np.ones((1, 1))
-    for row, (img, fold) in enumerate(zip(folds["img"], folds["fold"], strict=True)):
-        truth = None
-        for folder, by_model in curves.items():
-            for model in models:
-                probability = read_oof(paths.oof_path(model, int(fold), img, folder))
-                if truth is None:
-                    truth = rle.decode(truth_rle[img], probability.shape)
-                if probability.shape != truth.shape:
-                    raise ValueError(
-                        f"{model}'s OOF map of {img} is {probability.shape}, its mask {truth.shape}"
-                    )
-                by_model[model][row] = blend_curves([probability], truth, one, columns)[0]
-    return OofSet(folds, columns, curves["oof"], curves["oof_plain"])
-
-
-def blends(
-    paths: TunePaths,
-    models: list[str],
-    oof: OofSet,
-    groups: list[tuple[npt.NDArray[np.float64], set[str]]],
-) -> list[npt.NDArray[np.float64]]:
-    """Per-image Dice curves of weighted blends of the models' TTA maps: for each group of
-    (points (P, models) weights, jobs left out), a (P, images, columns) array."""
-    truth_rle = read_truth(paths)
-    out = [np.empty((len(points), len(oof.folds), len(oof.columns))) for points, _ in groups]
-    for row, (img, fold) in enumerate(zip(oof.folds["img"], oof.folds["fold"], strict=True)):
-        maps = {model: read_oof(paths.oof_path(model, int(fold), img)) for model in models}
-        truth = rle.decode(truth_rle[img], maps[models[0]].shape)
-        for curves, (points, left_out) in zip(out, groups, strict=True):
-            present = [None if job_name(m, int(fold)) in left_out else maps[m] for m in models]
-            curves[:, row] = blend_curves(present, truth, points, oof.columns)
-    return out
+def oof_images(paths: TunePaths, folds: pd.DataFrame) -> Images:
+    """The images of ``folds`` (in its order) with their folds and true masks."""
+    truth = read_truth(paths)
+    names = folds["img"].tolist()
+    return Images(names, [int(fold) for fold in folds["fold"]], truth.loc[names].tolist())
 
 
 def oof_dice(
-    paths: TunePaths, models: list[str], grid: ThresholdGrid, weights: Mapping[str, float] | None = None
+    paths: TunePaths,
+    models: list[str],
+    grid: ThresholdGrid,
+    weights: Mapping[str, float] | None = None,
+    threads: int = 1,
 ) -> tuple[pd.DataFrame, dict[str, npt.NDArray[np.float64]]]:
     """Per-image Dice at each threshold of the grid, with TTA: (the folds table, {member:
     (images, thresholds) array}), the ensemble's under ``weights`` (1 each unless given)."""
-    oof = model_curves(paths, models, grid)
+    if not models:
+        raise ValueError("no models to tune: configure at least one")
+    folds, columns = read_folds(paths), curve_columns(grid)
     point = np.array([model_weights(models, weights or {})])
-    (ensemble,) = blends(paths, models, oof, [(point, set())])
-    width = len(oof.columns) - 1
-    curves = {model: curve[:, :width] for model, curve in oof.tta.items()}
-    curves[ENSEMBLE] = ensemble[0, :, :width]
-    return oof.folds, curves
+    plan = ScanPlan(paths.models_dir, tuple(models), columns, (BlendGroup(point),))
+    result = scan(plan, oof_images(paths, folds), threads)
+    width = len(columns) - 1
+    curves = {model: curve[:, :width] for model, curve in result.tta.items()}
+    curves[ENSEMBLE] = result.blends[0][0, :, :width]
+    return folds, curves
 
 
 @dataclass(frozen=True)
@@ -202,14 +158,27 @@ def tune(
     auto: bool = False,
     weight_step: float = 0.1,
     flag: FlagRule | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Choose the ensemble's weights (``weights``, 1 each unless given; or with ``auto`` the
     search) and threshold; write thresholds.json, the tables and the plot; return
-    thresholds.json's content."""
+    thresholds.json's content. The maps are read by ``threads`` processes (``scan``)."""
     if auto and weights:
         raise ValueError("ensemble weights are either auto or given, not both")
-    oof = model_curves(paths, models, grid)
-    thresholds, folds = grid.values(), oof.fold_of_image
+    if not models:
+        raise ValueError("no models to tune: configure at least one")
+    folds_table, columns = read_folds(paths), curve_columns(grid)
+    images = oof_images(paths, folds_table)
+    thresholds, folds = grid.values(), folds_table["fold"].to_numpy(dtype=np.int64)
+    # One pass over the maps: every model's curves, and the blends with every network in them;
+    # equal weights and the given ones (or 1 each) are scored as they are, flags or not.
+    every_point = simplex_grid(len(models), weight_step)
+    equal_point = np.full((1, len(models)), 1 / len(models))
+    given_point = np.array([model_weights(models, weights or {})])
+    blends = (BlendGroup(equal_point), BlendGroup(given_point), BlendGroup(every_point))
+    first = scan(ScanPlan(paths.models_dir, tuple(models), columns, blends), images, threads)
+    oof = OofSet(folds_table, columns, first.tta, first.plain)
+    equal, given, every_blend = first.blends
     fold_ids = sorted(int(f) for f in np.unique(folds))
     job_dice = {
         (model, fold): float(oof.tta[model][folds == fold, -1].mean())
@@ -231,10 +200,8 @@ def tune(
     sub = simplex_grid(len(searched), weight_step)
     grid_points = np.zeros((len(sub), len(models)))
     grid_points[:, [models.index(model) for model in searched]] = sub
-    equal_point = np.full((1, len(models)), 1 / len(models))
-    given_point = np.array([model_weights(models, weights or {})])
-    equal, given, searched_curves = blends(
-        paths, models, oof, [(equal_point, set()), (given_point, set()), (grid_points, left_out)]
+    searched_curves = _searched_blends(
+        paths, models, images, columns, threads, every_point, every_blend, grid_points, left_out, flagged
     )
     choice = choose_blend(searched_curves[:, :, : len(thresholds)], grid_points, thresholds)
     search = Tuned(
@@ -343,6 +310,40 @@ def tune(
     )
     write_text(paths.out_dir / "thresholds.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _searched_blends(
+    paths: TunePaths,
+    models: list[str],
+    images: Images,
+    columns: npt.NDArray[np.float64],
+    threads: int,
+    every_point: npt.NDArray[np.float64],
+    every_blend: npt.NDArray[np.float64],
+    grid_points: npt.NDArray[np.float64],
+    left_out: set[str],
+    flagged: Mapping[tuple[str, int], str],
+) -> npt.NDArray[np.float64]:
+    """The searched blends' curves (points, images, columns), networks left out: the rows of the
+    first pass's ``every_blend`` that are ``grid_points``, and the images of a fold whose network
+    of a searched model is left out scored again without it. (A model with every network left out
+    weighs 0 in every searched blend, which then equals the blend without it.)"""
+    row_of = {tuple(point): row for row, point in enumerate(every_point.tolist())}
+    rows = [row_of[tuple(point)] for point in grid_points.tolist()]
+    curves = every_blend if rows == list(range(len(every_point))) else every_blend[rows]
+    searched = {model for model, weight in zip(models, grid_points.T, strict=True) if weight.any()}
+    refold = {fold for model, fold in flagged if model in searched and job_name(model, fold) in left_out}
+    again = [row for row, fold in enumerate(images.folds) if fold in refold]
+    if again:
+        subset = Images(
+            [images.names[row] for row in again],
+            [images.folds[row] for row in again],
+            [images.truth_rle[row] for row in again],
+        )
+        group = BlendGroup(grid_points, frozenset(left_out))
+        plan = ScanPlan(paths.models_dir, tuple(models), columns, (group,), curves=False)
+        curves[:, again] = scan(plan, subset, threads).blends[0]
+    return curves
 
 
 def _weights_of(models: list[str], points: npt.NDArray[np.float64], choice: Choice) -> dict[str, float]:
