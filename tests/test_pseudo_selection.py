@@ -65,6 +65,19 @@ def test_a_missing_labels_table_says_the_labels_job_did_not_finish(tmp_path: Pat
         RoundTraining(tmp_path).chosen(seed=0)
 
 
+def test_a_round_takes_each_chosen_images_mask_from_the_file_its_table_names(tmp_path: Path) -> None:
+    masks = [f"shard_{1 if number < 3 else 2}-of-2/{img[:-4]}.png" for number, img in enumerate(TABLE["img"])]
+    TABLE.assign(mask=masks).to_csv(tmp_path / "labels.csv", index=False)
+    chosen = RoundTraining(tmp_path, share=0.5).chosen(seed=0)
+    assert chosen == [
+        ("c_01.jpg", tmp_path / "shard_1-of-2/c_01.png"),
+        ("d_01.jpg", tmp_path / "shard_2-of-2/d_01.png"),
+    ]
+    TABLE.to_csv(tmp_path / "labels.csv", index=False)  # a shard's own table: no mask files
+    with pytest.raises(ValueError, match="lists no mask files"):
+        RoundTraining(tmp_path).chosen(seed=0)
+
+
 def test_a_label_is_named_after_its_test_image() -> None:
     assert label_name("0cdf5b5d0ce1_01.jpg") == "0cdf5b5d0ce1_01.png"
 

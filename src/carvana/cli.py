@@ -221,9 +221,10 @@ def _oof(args: argparse.Namespace) -> None:
     from carvana.prediction.oof import OofPaths, write_oof
     from carvana.prediction.tta import TTASpec
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(1, args.threads - args.workers))
     tta = TTASpec(hflip=args.hflip, vflip=args.vflip, scales=tuple(args.scales))
-    write_oof(OofPaths(args.data_dir, args.folds_path, args.run_dir), tta, args.batch_size, args.gpu)
+    paths = OofPaths(args.data_dir, args.folds_path, args.run_dir)
+    write_oof(paths, tta, args.batch_size, args.gpu, args.workers)
 
 
 def _pseudo_labels(args: argparse.Namespace) -> None:
@@ -235,7 +236,16 @@ def _pseudo_labels(args: argparse.Namespace) -> None:
     tta = TTASpec(hflip=args.hflip, vflip=args.vflip, scales=tuple(args.scales))
     spec = PseudoSpec(tta, args.batch_size, args.gpu, args.workers, args.band)
     torch.set_num_threads(max(1, args.threads - args.workers))
-    write_pseudo_labels(spec, args.data_dir, args.weights, args.thresholds_path, args.fold, args.out_dir)
+    shard = (args.shard, args.shards)
+    weights, thresholds = args.weights, args.thresholds_path
+    write_pseudo_labels(spec, args.data_dir, weights, thresholds, args.fold, args.out_dir, shard)
+
+
+def _pseudo_labels_table(args: argparse.Namespace) -> None:
+    from carvana.pseudo import gather_labels
+
+    table = gather_labels(args.shard_dir, DatasetPaths(args.data_dir).sample_submission_path, args.out_path)
+    print(f"{len(table)} pseudo labels from {len(args.shard_dir)} shards in {args.out_path}")
 
 
 def _pseudo_rounds(args: argparse.Namespace) -> None:
@@ -269,6 +279,7 @@ def _tune_threshold(args: argparse.Namespace) -> None:
         auto=args.auto_weights,
         weight_step=args.weight_step,
         flag=flag,
+        threads=args.threads,
     )
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
@@ -491,7 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--code", default="", help="digest of the training code: a checkpoint of other code is not resumed"
     )
     train.add_argument(
-        "--pseudo-labels", type=Path, default=None, help="a pseudo-labels job's folder: add its test images"
+        "--pseudo-labels",
+        type=Path,
+        default=None,
+        help="a fold's pseudo labels folder (its labels.csv lists the masks): add its test images",
     )
     train.add_argument(
         "--pseudo-share", type=float, default=1.0, help="share of the labelled test images taken"
@@ -509,12 +523,16 @@ def build_parser() -> argparse.ArgumentParser:
         "pseudo-labels", help="label the test images with one fold's networks, for the next round"
     )
     pseudo.add_argument("--fold", type=int, required=True, help="every network must be of this fold")
+    pseudo.add_argument("--shard", type=_positive_int, default=1, help="from 1: this slice of the test set")
+    pseudo.add_argument("--shards", type=_positive_int, default=1)
     pseudo.add_argument("--data-dir", type=Path, required=True)
     pseudo.add_argument("--weights", type=Path, nargs="+", required=True, help="the fold's weights.pt files")
     pseudo.add_argument(
         "--thresholds-path", type=Path, required=True, help="thresholds.json of the round before's tuning"
     )
-    pseudo.add_argument("--out-dir", type=Path, required=True, help="writes <img>.png and labels.csv")
+    pseudo.add_argument(
+        "--out-dir", type=Path, required=True, help="the shard's folder: <img>.png and labels.csv, made whole"
+    )
     pseudo.add_argument(
         "--band", type=float, default=0.2, help="a pixel this near the threshold is uncertain"
     )
@@ -526,6 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pseudo.add_argument("--workers", type=_non_negative_int, default=0, help="loader processes (0: a thread)")
     pseudo.set_defaults(run=_pseudo_labels)
+
+    table = stages.add_parser("pseudo-labels-table", help="gather one fold's label shards into its table")
+    table.add_argument(
+        "--shard-dir", type=Path, nargs="+", required=True, help="the shards' folders, in order"
+    )
+    table.add_argument("--data-dir", type=Path, required=True)
+    table.add_argument("--out-path", type=Path, required=True, help="the fold's labels.csv")
+    table.set_defaults(run=_pseudo_labels_table)
 
     rounds = stages.add_parser("pseudo-rounds", help="compare the pseudo-labelling rounds")
     rounds.add_argument(
@@ -546,7 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
     oof.add_argument("--batch-size", type=_positive_int, default=8)
     _tta_arguments(oof)
     oof.add_argument("--gpu", type=int, default=1, help="0: CPU even where CUDA is present")
-    oof.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for the network")
+    oof.add_argument(
+        "--threads", type=_positive_int, default=1, help="CPU threads: the network takes what workers leave"
+    )
+    oof.add_argument(
+        "--workers", type=_non_negative_int, default=0, help="loader processes (0: a thread of the job)"
+    )
     oof.set_defaults(run=_oof)
 
     tune = stages.add_parser("tune-threshold", help="choose the ensemble's weights and threshold on OOF maps")
@@ -566,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--min-dice", type=float, default=0.5, help="a network below this OOF Dice is flagged")
     tune.add_argument(
         "--max-gap", type=float, default=0.1, help="flag a network this far below its model's other folds"
+    )
+    tune.add_argument(
+        "--threads", type=_positive_int, default=1, help="processes that read and score the maps"
     )
     tune.set_defaults(run=_tune_threshold)
 

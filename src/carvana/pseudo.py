@@ -13,13 +13,40 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-LABELS_TABLE = "labels.csv"  # img, area, uncertain: written last, once every mask is
+from carvana.atomic import write_text
+
+LABELS_TABLE = "labels.csv"  # img, area, uncertain (and, gathered, mask): written last
 SELECTIONS = ("confident", "random")
 
 
 def label_name(img: str) -> str:
     """A test image's label file: ``<carid>_<NN>.jpg`` -> ``<carid>_<NN>.png``."""
     return Path(img).with_suffix(".png").name
+
+
+def gather_labels(shard_dirs: list[Path], sample_submission_path: Path, out_path: Path) -> pd.DataFrame:
+    """One fold's labels table from its shards' folders (each with its masks and labels.csv):
+    img, area, uncertain and ``mask``, the mask's file relative to ``out_path``'s folder, in
+    sample_submission order; written to ``out_path``, whole or not at all. Refuses shards that do
+    not hold every test image exactly once."""
+    parts = []
+    for folder in shard_dirs:
+        table = read_labels_table(folder)
+        relative = folder.relative_to(out_path.parent) if folder.is_relative_to(out_path.parent) else folder
+        table["mask"] = [str(relative / label_name(img)) for img in table["img"]]
+        parts.append(table)
+    gathered = pd.concat(parts, ignore_index=True)
+    expected = pd.read_csv(sample_submission_path, usecols=["img"])["img"]
+    if gathered["img"].tolist() != expected.tolist():
+        missing = len(set(expected) - set(gathered["img"]))
+        repeated = int(gathered["img"].duplicated().sum())
+        raise ValueError(
+            f"the {len(shard_dirs)} label shards hold {gathered['img'].nunique()} distinct of "
+            f"{len(expected)} test images ({missing} missing, {repeated} repeated), or not in "
+            "sample_submission order: rerun the pseudo labels shards"
+        )
+    write_text(out_path, gathered.to_csv(index=False, float_format="%.6f"))
+    return gathered
 
 
 def select_pseudo(table: pd.DataFrame, share: float, how: str, seed: int) -> list[str]:
@@ -42,7 +69,8 @@ def select_pseudo(table: pd.DataFrame, share: float, how: str, seed: int) -> lis
 
 
 def read_labels_table(labels_dir: Path) -> pd.DataFrame:
-    """labels.csv of a labels job's folder, or an error that says how to make it."""
+    """labels.csv of a labels folder (a shard's, or a fold's gathered table), or an error that
+    says how to make it."""
     path = labels_dir / LABELS_TABLE
     if not path.is_file():
         raise FileNotFoundError(
@@ -67,9 +95,14 @@ class RoundTraining:
         if self.ratio <= 0:
             raise ValueError(f"pseudo.ratio must be above 0, got {self.ratio}")
 
-    def chosen(self, seed: int) -> list[str]:
-        """The labelled test images this job may draw from."""
-        return select_pseudo(read_labels_table(self.labels_dir), self.share, self.select, seed)
+    def chosen(self, seed: int) -> list[tuple[str, Path]]:
+        """The labelled test images this job may draw from, each with its mask's file."""
+        table = read_labels_table(self.labels_dir)
+        if "mask" not in table:
+            raise ValueError(f"{self.labels_dir / LABELS_TABLE} lists no mask files: rerun its pseudo labels")
+        masks = dict(zip(table["img"], table["mask"], strict=True))
+        images = select_pseudo(table, self.share, self.select, seed)
+        return [(img, self.labels_dir / masks[img]) for img in images]
 
     def per_epoch(self, real: int) -> int:
         """Pseudo-labelled images each epoch draws beside ``real`` training images."""

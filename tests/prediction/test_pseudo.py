@@ -17,11 +17,12 @@ from carvana.layout import DatasetPaths
 from carvana.models.build import build_model
 from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec
+from carvana.prediction import pseudo as pseudo_module
 from carvana.prediction.ensemble import Ensemble, load_member
 from carvana.prediction.pseudo import PseudoSpec, uncertain_share, write_pseudo_labels
 from carvana.prediction.shard import ShardSpec, predict_shard
 from carvana.prediction.tta import TTASpec
-from carvana.pseudo import LABELS_TABLE
+from carvana.pseudo import LABELS_TABLE, gather_labels
 
 MODELS = {
     "unet1024": {"arch": "unet1024", "width": 0.125, "input_size": [64, 64]},
@@ -139,3 +140,66 @@ def test_a_fold_left_with_networks_of_weight_0_says_which_were_left_out(
     spec = PseudoSpec(TTASpec(), gpu=0)
     with pytest.raises(ValueError, match=r"weighs every network kept here at 0.*left out \(unet1024/fold0\)"):
         write_pseudo_labels(spec, tiny_dataset.data_dir, weights_by_fold[0], thresholds, 0, tmp_path / "out")
+
+
+def test_two_shards_gathered_hold_the_labels_of_one_shard_each_mask_in_its_shards_folder(
+    tiny_dataset, weights_by_fold: dict[int, list[Path]], tmp_path: Path
+) -> None:
+    tta = TTASpec()
+    weights = weights_by_fold[0]
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text(json.dumps({"threshold": _median_threshold(tiny_dataset.data_dir, weights, tta)}))
+    spec = PseudoSpec(tta, batch_size=4, gpu=0)
+    data_dir = tiny_dataset.data_dir
+    whole = write_pseudo_labels(spec, data_dir, weights, thresholds, 0, tmp_path / "one/shard_1-of-1")
+    fold_dir = tmp_path / "fold0"
+    shard_dirs = [fold_dir / f"shard_{index}-of-2" for index in (1, 2)]
+    halves = [
+        write_pseudo_labels(spec, data_dir, weights, thresholds, 0, folder, (index, 2))
+        for index, folder in enumerate(shard_dirs, 1)
+    ]
+    assert [len(half) for half in halves] == [16, 16]  # the 32 test images, in two slices
+    sample_path = DatasetPaths(data_dir).sample_submission_path
+    table = gather_labels(shard_dirs, sample_path, fold_dir / LABELS_TABLE)
+    assert table["img"].tolist() == whole["img"].tolist() == pd.read_csv(sample_path)["img"].tolist()
+    assert table["area"].tolist() == whole["area"].tolist()
+    assert table["area"].nunique() > 5  # masks of substance
+    first = set(halves[0]["img"])
+    for img, mask in zip(table["img"], table["mask"], strict=True):
+        shard = "shard_1-of-2" if img in first else "shard_2-of-2"
+        assert mask == f"{shard}/{img.replace('.jpg', '.png')}"
+        assert np.array_equal(
+            read_mask(fold_dir / mask), read_mask(tmp_path / "one/shard_1-of-1" / mask.split("/")[1])
+        )
+    assert pd.read_csv(fold_dir / LABELS_TABLE)["mask"].tolist() == table["mask"].tolist()
+    with pytest.raises(ValueError, match=r"16 distinct of 32 test images \(16 missing, 0 repeated\)"):
+        gather_labels(shard_dirs[:1], sample_path, tmp_path / "half.csv")
+    assert not (tmp_path / "half.csv").exists()
+
+
+def test_a_shard_cut_short_leaves_no_folder_and_its_rerun_makes_it_whole(
+    tiny_dataset, weights_by_fold: dict[int, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text(json.dumps({"threshold": 0.5}))
+    spec = PseudoSpec(TTASpec(), batch_size=2, gpu=0)
+    shard_dir = tmp_path / "fold0/shard_2-of-2"
+    written = []
+    write_label = pseudo_module.write_label
+
+    def failing(path: Path, mask: np.ndarray) -> None:  # the disk fills at the sixth mask
+        if len(written) == 5:
+            raise OSError("disk full")
+        written.append(path)
+        write_label(path, mask)
+
+    monkeypatch.setattr(pseudo_module, "write_label", failing)
+    with pytest.raises(OSError, match="disk full"):
+        write_pseudo_labels(spec, tiny_dataset.data_dir, weights_by_fold[0], thresholds, 0, shard_dir, (2, 2))
+    assert len(written) == 5 and not shard_dir.exists()
+    assert list((tmp_path / "fold0").iterdir()) == []  # nor a half-written temporary
+    monkeypatch.undo()
+    table = write_pseudo_labels(
+        spec, tiny_dataset.data_dir, weights_by_fold[0], thresholds, 0, shard_dir, (2, 2)
+    )
+    assert len(table) == 16 and len(list(shard_dir.glob("*.png"))) == 16

@@ -36,16 +36,21 @@ def _left_half(shape: tuple[int, int]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def labels_dir(tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A labels job's folder by hand: every test image labelled with its left half (48 of 96
-    columns), but the last, whose label is empty."""
+    """A fold's labels folder by hand, as the workflow leaves it: one shard's folder of masks and
+    the fold's table naming each mask's file. Every test image is labelled with its left half (48
+    of 96 columns), but the last, whose label is empty."""
     folder = tmp_path_factory.mktemp("labels")
+    (folder / "shard_1-of-1").mkdir()
     images = pd.read_csv(DatasetPaths(tiny_dataset.data_dir).sample_submission_path)["img"].tolist()
     rows = []
     for number, img in enumerate(images):
         mask = _left_half((64, 96)) if number < len(images) - 1 else np.zeros((64, 96), bool)
-        write_label(folder / img.replace(".jpg", ".png"), mask)
-        rows.append((img, int(mask.sum()), number / 100))
-    pd.DataFrame(rows, columns=["img", "area", "uncertain"]).to_csv(folder / LABELS_TABLE, index=False)
+        mask_file = f"shard_1-of-1/{img.replace('.jpg', '.png')}"
+        write_label(folder / mask_file, mask)
+        rows.append((img, int(mask.sum()), number / 100, mask_file))
+    pd.DataFrame(rows, columns=["img", "area", "uncertain", "mask"]).to_csv(
+        folder / LABELS_TABLE, index=False
+    )
     return folder
 
 
@@ -53,14 +58,12 @@ def test_a_pseudo_item_is_the_test_image_with_its_label(tiny_dataset, labels_dir
     paths = DatasetPaths(tiny_dataset.data_dir)
     train_img = pd.read_csv(paths.train_masks_csv_path)["img"].iloc[0]
     test_img = pd.read_csv(paths.sample_submission_path)["img"].iloc[3]
+    mask_path = labels_dir / "shard_1-of-1" / test_img.replace(".jpg", ".png")
     items = SegmentationDataset(
-        paths, [train_img], SPEC, train=False, pseudo=PseudoLabels(labels_dir, [test_img])
+        paths, [train_img], SPEC, train=False, pseudo=PseudoLabels([test_img], [mask_path])
     )
     assert len(items) == 2
-    assert items.sources(1) == (
-        paths.image_path("test", test_img),
-        labels_dir / test_img.replace(".jpg", ".png"),
-    )
+    assert items.sources(1) == (paths.image_path("test", test_img), mask_path)
     _, target = items[1]
     # the left half (48 of 96 columns) at the input size, 64x64: the first 32 columns
     assert target.shape == (1, 64, 64)

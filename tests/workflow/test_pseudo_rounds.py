@@ -35,7 +35,8 @@ def test_fold_ks_labels_come_from_the_round_befores_fold_k_networks_alone(tmp_pa
     work = workflow_copy(tmp_path, {**TINY, "folds": {"n_folds": 3, "seed": 3}, "pseudo": {"rounds": 2}})
     text = snakemake(work, "-n", "-p").stdout
     labelling = _jobs(text, "pseudo_labels")
-    assert len(labelling) == 2 * 3  # two rounds of three folds
+    assert len(labelling) == 2 * 3 * 2  # two rounds of three folds, each in prediction's two shards
+    shards: dict[tuple[int, int], list[str]] = {}
     for block in labelling:
         number, fold = map(int, re.search(r"wildcards: round=(\d+), fold=(\d+)", block).groups())  # type: ignore[union-attr]
         before = "results" if number == 1 else f"results/pseudo/round{number - 1}"
@@ -44,6 +45,21 @@ def test_fold_ks_labels_come_from_the_round_befores_fold_k_networks_alone(tmp_pa
         )
         assert _flag(block, "--fold") == [str(fold)]
         assert _flag(block, "--thresholds-path") == [f"{before}/tuning/thresholds.json"]
+        index, count = _flag(block, "--shard")[0], _flag(block, "--shards")[0]
+        assert _flag(block, "--out-dir") == [
+            f"results/pseudo/round{number}/labels/fold{fold}/shard_{index}-of-{count}"
+        ]
+        shards.setdefault((number, fold), []).append(f"{index}-of-{count}")
+    assert {key: sorted(found) for key, found in shards.items()} == {
+        (number, fold): ["1-of-2", "2-of-2"] for number in (1, 2) for fold in range(3)
+    }
+    tables = _jobs(text, "pseudo_labels_table")
+    assert len(tables) == 2 * 3
+    for block in tables:  # a fold's table gathers that fold's shards alone
+        number, fold = map(int, re.search(r"wildcards: round=(\d+), fold=(\d+)", block).groups())  # type: ignore[union-attr]
+        folder = f"results/pseudo/round{number}/labels/fold{fold}"
+        assert _flag(block, "--shard-dir") == [f"{folder}/shard_1-of-2", f"{folder}/shard_2-of-2"]
+        assert _flag(block, "--out-path") == [f"{folder}/labels.csv"]
     training = _jobs(text, "train")
     assert len(training) == 3 * 3 * 3  # three rounds of three models on three folds
     for block in training:
@@ -107,8 +123,10 @@ def test_each_folds_labels_are_one_bit_masks_of_every_test_image(one_round: Path
         folder = one_round / f"results/pseudo/round1/labels/fold{fold}"
         labels = pd.read_csv(folder / "labels.csv")
         assert labels["img"].tolist() == sample
-        for img, area in zip(labels["img"], labels["area"], strict=True):
-            with Image.open(folder / img.replace(".jpg", ".png")) as image:
+        assert {mask.split("/")[0] for mask in labels["mask"]} == {"shard_1-of-2", "shard_2-of-2"}
+        for img, area, mask in zip(labels["img"], labels["area"], labels["mask"], strict=True):
+            assert mask.endswith("/" + img.replace(".jpg", ".png"))
+            with Image.open(folder / mask) as image:
                 assert image.mode == "1" and image.size == (96, 64)
                 assert int(np.count_nonzero(np.asarray(image))) == area
         log = (one_round / f"results/pseudo/round1/logs/train/unet1024_fold{fold}.log").read_text()
@@ -153,12 +171,12 @@ ROUND_ONE_AFTER_TRAINING = {
         ({"pseudo.start": "scratch"}, ROUND_ONE_AFTER_TRAINING, {"results/pseudo/round1"}),
         (
             {"pseudo.band": 0.1},
-            {"pseudo_labels": 2, **ROUND_ONE_AFTER_TRAINING},
+            {"pseudo_labels": 4, "pseudo_labels_table": 2, **ROUND_ONE_AFTER_TRAINING},
             {"results/pseudo/round1", "labels of round 1"},
         ),
         (
             {"pseudo.rounds": 2},
-            {"pseudo_labels": 2, **ROUND_ONE_AFTER_TRAINING},
+            {"pseudo_labels": 4, "pseudo_labels_table": 2, **ROUND_ONE_AFTER_TRAINING},
             {"results/pseudo/round2", "labels of round 2"},
         ),
         ({"pseudo.rounds": 0}, {}, set()),

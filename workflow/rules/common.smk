@@ -89,6 +89,12 @@ ABLATION = (
 PSEUDO_LABELS = (
     "results/pseudo/round{round}/labels/fold{fold}"  # one fold's labels of a round
 )
+PSEUDO_SHARD = (
+    f"{PSEUDO_LABELS}/shard_{{scatteritem}}"  # a shard's masks and their table
+)
+PSEUDO_TABLE = (
+    f"{PSEUDO_LABELS}/labels.csv"  # the fold's table: every shard's, with its files
+)
 ROUNDS_TABLE = "results/pseudo/rounds.csv"  # each round's OOF Dice, score and job time
 REPORT_PAGES = [
     "results/report/summary.html",
@@ -441,11 +447,12 @@ def pseudo_label_args():
 
 
 def round_labels(wildcards):
-    """A training job's pseudo labels: none in round 0, its fold's of its round otherwise."""
+    """A training job's pseudo labels table: none in round 0, its fold's of its round otherwise
+    (the table lists the masks' files in the fold's shards)."""
     number = round_of(wildcards.results)
     if number == 0:
         return []
-    return expand(PSEUDO_LABELS, round=number, fold=wildcards.fold)
+    return expand(PSEUDO_TABLE, round=number, fold=wildcards.fold)
 
 
 def round_start(wildcards):
@@ -472,7 +479,7 @@ def round_train_args(wildcards):
     pseudo = config["pseudo"]
     start = "".join(f" --init-weights {path}" for path in round_start(wildcards))
     return (
-        f"--pseudo-labels {labels[0]} --pseudo-share {pseudo['share']} "
+        f"--pseudo-labels {Path(labels[0]).parent} --pseudo-share {pseudo['share']} "
         f"--pseudo-select {pseudo['select']} --pseudo-ratio {pseudo['ratio']}{start}"
     )
 

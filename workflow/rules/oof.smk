@@ -20,7 +20,7 @@ rule oof:
         "{results}/benchmarks/oof/{model}_fold{fold}.tsv"
     conda:
         ENV
-    threads: config["predict"]["threads"]
+    threads: config["predict"]["threads"] + config["predict"]["workers"]
     resources:
         gpu=predict_gpus(),
     params:
@@ -30,7 +30,8 @@ rule oof:
         run_dir=folder_of_input_weights,
         tta=tta_args(),
         batch_size=config["predict"]["batch_size"],
+        workers=config["predict"]["workers"],
     shell:
         "carvana logged --log {log} -- carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
         "carvana oof --data-dir {params.data_dir} --folds-path {input.folds} --run-dir {params.run_dir} "
-        "{params.tta} --batch-size {params.batch_size} --gpu {resources.gpu} --threads {threads}"
+        "{params.tta} --batch-size {params.batch_size} --workers {params.workers} --gpu {resources.gpu} --threads {threads}"

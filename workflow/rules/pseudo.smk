@@ -1,6 +1,12 @@
-# Pseudo-labelling rounds (pseudo.rounds > 0): round r's labels of the test images, one job per
-# fold from round r-1's fold-k networks alone; round r's training, OOF maps, tuning, prediction
-# and submission are the plain rules' under results/pseudo/round<r>/.
+# Pseudo-labelling rounds (pseudo.rounds > 0): round r's labels of the test images, for each fold
+# from round r-1's fold-k networks alone, in as many shards as prediction (each a folder made
+# whole, so a killed round redoes only its unfinished shards), gathered into the fold's table;
+# round r's training, OOF maps, tuning, prediction and submission are the plain rules' under
+# results/pseudo/round<r>/.
+
+
+scattergather:
+    pseudo_labels=config["predict"]["shards"],
 
 
 rule pseudo_labels:
@@ -10,11 +16,11 @@ rule pseudo_labels:
         sample_submission=dataset_inputs()["sample_submission"],
         test=dataset_inputs()["test"],
     output:
-        labels=directory(PSEUDO_LABELS),
+        labels=directory(PSEUDO_SHARD),
     log:
-        "results/pseudo/round{round}/logs/pseudo_labels/fold{fold}.log",
+        "results/pseudo/round{round}/logs/pseudo_labels/fold{fold}_shard_{scatteritem}.log",
     benchmark:
-        "results/pseudo/round{round}/benchmarks/pseudo_labels/fold{fold}.tsv"
+        "results/pseudo/round{round}/benchmarks/pseudo_labels/fold{fold}_shard_{scatteritem}.tsv"
     conda:
         ENV
     threads: config["predict"]["threads"] + config["predict"]["workers"]
@@ -24,11 +30,32 @@ rule pseudo_labels:
         code=stage_code("_pseudo_labels"),
         gpus=predict_gpus(),
         data_dir=data_dir_of_sample_submission,
+        shard=shard_args,
         args=pseudo_label_args(),
     shell:
         "carvana logged --log {log} -- carvana with-gpus --gpus {resources.gpu} --asked {params.gpus} -- "
-        "carvana pseudo-labels --fold {wildcards.fold} --data-dir {params.data_dir} --weights {input.weights} "
+        "carvana pseudo-labels --fold {wildcards.fold} {params.shard} --data-dir {params.data_dir} --weights {input.weights} "
         "--thresholds-path {input.thresholds} --out-dir {output.labels} {params.args} --gpu {resources.gpu} --threads {threads}"
+
+
+rule pseudo_labels_table:
+    input:
+        shards=gather.pseudo_labels(PSEUDO_SHARD, allow_missing=True),
+        sample_submission=dataset_inputs()["sample_submission"],
+    output:
+        table=PSEUDO_TABLE,
+    log:
+        "results/pseudo/round{round}/logs/pseudo_labels/fold{fold}_table.log",
+    benchmark:
+        "results/pseudo/round{round}/benchmarks/pseudo_labels_table/fold{fold}.tsv"
+    conda:
+        ENV
+    params:
+        code=stage_code("_pseudo_labels_table"),
+        data_dir=data_dir_of_sample_submission,
+    shell:
+        "carvana logged --log {log} -- carvana pseudo-labels-table --shard-dir {input.shards} --data-dir {params.data_dir} "
+        "--out-path {output.table}"
 
 
 rule pseudo_rounds:

@@ -27,12 +27,12 @@ import pandas as pd
 import torch
 
 from carvana.atomic import atomic_path
-from carvana.data.images import read_image, read_mask
-from carvana.failures import out_of_memory_advice
+from carvana.data.images import read_mask
 from carvana.layout import DatasetPaths, car_of
 from carvana.metrics import dice
 from carvana.models.inference import mixed_precision_dtype
-from carvana.prediction.ensemble import Ensemble, Member, load_member, opencv_threads
+from carvana.prediction.ensemble import Ensemble, Member, Prepared, load_member, opencv_threads
+from carvana.prediction.shard import stream_maps
 from carvana.prediction.tta import TTASpec
 from carvana.training.data import fold_images
 
@@ -69,20 +69,24 @@ def oof_name(img: str) -> str:
     return img.removesuffix(".jpg") + ".png"
 
 
-def write_oof(paths: OofPaths, tta: TTASpec, batch_size: int = 8, gpu: int = 1) -> pd.DataFrame:
+def write_oof(
+    paths: OofPaths, tta: TTASpec, batch_size: int = 8, gpu: int = 1, workers: int = 0
+) -> pd.DataFrame:
     """Load the job's network as prediction does and write its OOF maps and Dice; return the
-    Dice table (img, car_id, dice, dice_plain)."""
+    Dice table (img, car_id, dice, dice_plain). ``workers``: loader processes, as prediction's."""
     device = torch.device("cuda" if gpu > 0 and torch.cuda.is_available() else "cpu")
     opencv_threads(device)
     member = load_member(paths.weights_path, device)
-    return oof_maps(member, paths, tta, batch_size, device)
+    return oof_maps(member, paths, tta, batch_size, device, workers)
 
 
 def oof_maps(
-    member: Member, paths: OofPaths, tta: TTASpec, batch_size: int, device: torch.device
+    member: Member, paths: OofPaths, tta: TTASpec, batch_size: int, device: torch.device, workers: int = 0
 ) -> pd.DataFrame:
     """``member``'s maps of the images its fold held out, with ``tta`` and alone, and their Dice at
-    0.5; each folder appears under its name only once whole."""
+    0.5; each folder appears under its name only once whole. The images stream through the
+    prediction shard's path (``stream_maps``): the next batch decoded while the network runs,
+    the last one's maps resized, scored and written as PNGs in a thread."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     held_out = fold_images(paths.folds_path, member.fold).held_out  # a fold that is there holds images
@@ -90,26 +94,23 @@ def oof_maps(
     autocast = mixed_precision_dtype(device)
     plain = Ensemble([member], PLAIN, device, autocast)
     same = tta.views() == ["identity"] and tta.scales == (1.0,)
-    augmented = plain if same else Ensemble([member], tta, device, autocast)
+    both = TtaAndPlain(plain if same else Ensemble([member], tta, device, autocast), None if same else plain)
     what = f"OOF maps of {member.spec.name} fold {member.fold}"
     started = time.perf_counter()
     rows = []
     with atomic_path(paths.oof_dir) as oof_dir, atomic_path(paths.plain_dir) as plain_dir:
         oof_dir.mkdir()
         plain_dir.mkdir()
-        for start in range(0, len(held_out), batch_size):
-            names = held_out[start : start + batch_size]
-            images = [read_image(dataset.image_path("train", name)) for name in names]
-            with out_of_memory_advice(what, "predict.batch_size", len(names), ONE_IMAGE, batch_size):
-                plain_maps = plain.probabilities(images)
-                tta_maps = plain_maps if same else augmented.probabilities(images)
-            for name, with_tta, alone in zip(names, tta_maps, plain_maps, strict=True):
-                truth = read_mask(dataset.mask_path(name))
-                scores = [
-                    _write_map(folder / oof_name(name), probability, truth)
-                    for folder, probability in ((oof_dir, with_tta), (plain_dir, alone))
-                ]
-                rows.append((name, car_of(name), *scores))
+
+        def write(name: str, maps: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]) -> None:
+            truth = read_mask(dataset.mask_path(name))
+            scores = [
+                _write_map(folder / oof_name(name), probability, truth)
+                for folder, probability in zip((oof_dir, plain_dir), maps, strict=True)
+            ]
+            rows.append((name, car_of(name), *scores))
+
+        stream_maps(both, dataset, held_out, batch_size, write, what, workers, split="train")
     table = pd.DataFrame(rows, columns=["img", "car_id", "dice", "dice_plain"])
     with atomic_path(paths.dice_path) as temporary:
         table.to_csv(temporary, index=False, float_format="%.6f")
@@ -121,6 +122,43 @@ def oof_maps(
         flush=True,
     )
     return table
+
+
+class TtaAndPlain:
+    """One network's maps of a batch with the configured TTA and without, from one decode of each
+    image: a predictor for ``stream_maps`` whose output per image is (with TTA, plain). Without
+    ``plain`` (the TTA is the image alone), both are the one map."""
+
+    def __init__(self, augmented: Ensemble, plain: Ensemble | None):
+        self.augmented, self.plain = augmented, plain
+        self.device = augmented.device
+
+    def prepare(self, images: list[npt.NDArray[np.uint8]]) -> Prepared:
+        prepared = self.augmented.prepare(images)
+        inputs = {("tta", *key): batch for key, batch in prepared.inputs.items()}
+        if self.plain is not None:
+            inputs |= {("plain", *key): batch for key, batch in self.plain.prepare(images).inputs.items()}
+        return Prepared(prepared.sizes, inputs)
+
+    def forward(self, prepared: Prepared) -> list[npt.NDArray[np.float32]]:
+        """The TTA ensemble's maps, then the plain one's."""
+        maps = self.augmented.forward(_part(prepared, "tta"))
+        return maps + (self.plain.forward(_part(prepared, "plain")) if self.plain is not None else [])
+
+    def finish(
+        self, sizes: list[tuple[int, int]], maps: list[npt.NDArray[np.float32]]
+    ) -> list[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]:
+        runs = len(self.augmented.runs())
+        with_tta = self.augmented.finish(sizes, maps[:runs])
+        alone = self.plain.finish(sizes, maps[runs:]) if self.plain is not None else with_tta
+        return list(zip(with_tta, alone, strict=True))
+
+
+def _part(prepared: Prepared, which: str) -> Prepared:
+    """The inputs of ``prepared`` that ``TtaAndPlain.prepare`` keyed under ``which``."""
+    return Prepared(
+        prepared.sizes, {key[1:]: batch for key, batch in prepared.inputs.items() if key[0] == which}
+    )
 
 
 def _write_map(path: Path, probability: npt.NDArray[np.float32], truth: npt.NDArray[np.uint8]) -> float:

@@ -1,5 +1,10 @@
 """Pseudo labels: the test images as one fold's networks of the round before would submit them.
 
+A fold's labels are made in shards, as prediction is: shard i of n labels its contiguous slice
+of sample_submission.csv into a folder of its own, which appears under its name only once whole
+(a killed round redoes the shards it had not finished), and ``carvana.pseudo.gather_labels``
+puts the shards' tables into the fold's one table, which the training jobs read.
+
 Round r's fold-k training job trains on fold k's training images and on test images labelled by
 round r-1's fold-k networks alone: they never saw fold k's held-out images, so those images'
 masks cannot reach fold k's networks through the labels (the full ensemble would carry them in
@@ -7,7 +12,7 @@ through the other folds' networks). Only the round before's threshold and ensemb
 tuned on every fold's OOF maps as round 0's are, touch them. The labels job
 checks this itself: every network it is given must be of its fold.
 
-The job's folder holds one mask per test image, ``<img stem>.png``, at the image's own size: a
+A shard's folder holds one mask per test image of its slice, ``<img stem>.png``, at its size: a
 1-bit PNG, thresholded at the tuned threshold as a submission would be (about 3 KB for a
 1918x1280 mask, so 100,064 of them take about 0.35 GB), and ``labels.csv`` (img, area,
 uncertain), written last. ``uncertain`` is the count of pixels whose probability lies within
@@ -30,7 +35,7 @@ from PIL import Image
 from carvana.atomic import atomic_path, write_text
 from carvana.layout import DatasetPaths
 from carvana.prediction.ensemble import read_member
-from carvana.prediction.shard import stream_maps, tuned_ensemble
+from carvana.prediction.shard import shard_images, stream_maps, tuned_ensemble
 from carvana.prediction.tta import TTASpec
 from carvana.pseudo import LABELS_TABLE, label_name
 
@@ -86,38 +91,48 @@ def write_pseudo_labels(
     thresholds_path: Path,
     fold: int,
     out_dir: Path,
+    shard: tuple[int, int] = (1, 1),
 ) -> pd.DataFrame:
-    """Label every test image (sample_submission order) with fold ``fold``'s networks, weighted
-    and thresholded as ``thresholds_path`` says; write the masks and labels.csv into ``out_dir``."""
+    """Label the test images of ``shard`` (index, count: its slice of sample_submission's rows,
+    as prediction's ``shard_images``) with fold ``fold``'s networks, weighted and thresholded as
+    ``thresholds_path`` says; write the masks and labels.csv into the folder ``out_dir``, which
+    appears only once whole."""
     check_one_fold(weights_paths, fold)
     paths = DatasetPaths(data_dir)
-    images = pd.read_csv(paths.sample_submission_path)["img"].tolist()
+    every = pd.read_csv(paths.sample_submission_path)["img"].tolist()
+    index, count = shard
+    if not 1 <= index <= count:
+        raise ValueError(f"shard index must be in 1..{count}, got {index}")
+    images = shard_images(every, index, count)
     tuned = tuned_ensemble(weights_paths, thresholds_path, spec.tta, spec.gpu)
     threshold = tuned.threshold
     print(
-        f"pseudo labels of fold {fold}: {len(images)} test images through "
-        f"{len(tuned.ensemble.members)} networks on {tuned.ensemble.device}, threshold "
+        f"pseudo labels of fold {fold}, shard {index} of {count}: {len(images)} of {len(every)} test "
+        f"images through {len(tuned.ensemble.members)} networks on {tuned.ensemble.device}, threshold "
         f"{threshold:.2f}" + tuned.left_out_note(),
         flush=True,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, int, float]] = []
-
-    def write(name: str, probability: npt.NDArray[np.float32]) -> None:
-        mask = probability >= threshold
-        write_label(out_dir / label_name(name), mask)
-        rows.append((name, int(mask.sum()), uncertain_share(probability, threshold, spec.band)))
-
     started = time.perf_counter()
-    what = f"pseudo labels of fold {fold}"
-    stream_maps(tuned.ensemble, paths, images, spec.batch_size, write, what, spec.workers)
-    table = pd.DataFrame(rows, columns=["img", "area", "uncertain"])
-    write_text(out_dir / LABELS_TABLE, table.to_csv(index=False, float_format="%.6f"))
+    what = f"pseudo labels of fold {fold}, shard {index}"
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir) as folder:
+        folder.mkdir()
+
+        def write(name: str, probability: npt.NDArray[np.float32]) -> None:
+            mask = probability >= threshold
+            write_label(folder / label_name(name), mask)
+            rows.append((name, int(mask.sum()), uncertain_share(probability, threshold, spec.band)))
+
+        stream_maps(tuned.ensemble, paths, images, spec.batch_size, write, what, spec.workers)
+        table = pd.DataFrame(rows, columns=["img", "area", "uncertain"])
+        write_text(folder / LABELS_TABLE, table.to_csv(index=False, float_format="%.6f"))
     seconds = time.perf_counter() - started
     empty = int((table["area"] == 0).sum())
     print(
-        f"fold {fold}: {len(table)} pseudo labels in {seconds:.1f} s, median uncertain share "
-        f"{table['uncertain'].median():.4f}" + (f"; {empty} empty masks" if empty else ""),
+        f"fold {fold}, shard {index} of {count}: {len(table)} pseudo labels in {seconds:.1f} s, "
+        f"median uncertain share {table['uncertain'].median():.4f}"
+        + (f"; {empty} empty masks" if empty else ""),
         flush=True,
     )
     return table

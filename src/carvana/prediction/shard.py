@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -202,26 +203,48 @@ def stream(
         stream_maps(ensemble, paths, images, batch_size, write, what, workers, compiled)
 
 
+Output = TypeVar("Output")
+
+
+class Predictor(Protocol[Output]):
+    """What streams a batch to its maps in three steps (``Ensemble`` is one): ``prepare`` (NumPy,
+    in the loader), ``forward`` (the networks) and ``finish`` (NumPy, in the writer), which
+    returns one output per image."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def prepare(self, images: list[npt.NDArray[np.uint8]]) -> Prepared: ...
+
+    def forward(self, prepared: Prepared) -> list[npt.NDArray[np.float32]]: ...
+
+    def finish(self, sizes: list[tuple[int, int]], maps: list[npt.NDArray[np.float32]]) -> list[Output]: ...
+
+
+T = TypeVar("T")
+
+
 def stream_maps(
-    ensemble: Ensemble,
+    ensemble: Predictor[T],
     paths: DatasetPaths,
     images: list[str],
     batch_size: int,
-    write: Callable[[str, npt.NDArray[np.float32]], None],
+    write: Callable[[str, T], None],
     what: str = "prediction",
     workers: int = 0,
     compiled: bool = False,
+    split: str = "test",
 ) -> None:
-    """The per-image path: test ``images`` in batches through ``ensemble``, each image's map at its
-    own size handed to ``write(name, probability)`` in order, loading batch k+1 (in a thread, or
-    in ``workers`` processes) and writing batch k-1 in a thread while the networks run on batch
-    k. Running out of GPU memory stops it with advice naming ``what``. ``compiled``: full batches
-    from the start (see ``batch_sizes``)."""
+    """The per-image path: ``split``'s ``images`` in batches through ``ensemble``, each image's
+    map at its own size (an ``Ensemble``'s; another predictor's output) handed to ``write(name,
+    output)`` in order, loading batch k+1 (in a thread, or in ``workers`` processes) and writing
+    batch k-1 in a thread while the networks run on batch k. Running out of GPU memory stops it
+    with advice naming ``what``. ``compiled``: full batches from the start (see ``batch_sizes``)."""
     names_by_batch = batches(images, batch_size, ramp=not compiled)
     one_image = "turn a flip off or lower predict.tta.scales (an image's views go through together)"
 
     with (
-        loaded(ShardBatches(ensemble, paths, names_by_batch), workers) as prepared_batches,
+        loaded(ShardBatches(ensemble, paths, names_by_batch, split), workers) as prepared_batches,
         ThreadPoolExecutor(1, "write") as writer,
     ):
 
@@ -244,17 +267,19 @@ def stream_maps(
 
 
 class ShardBatches(Dataset[Prepared]):
-    """Batch k of a shard: its images decoded and made into the networks' inputs."""
+    """Batch k of a shard: its images (of ``split``) decoded and made into the networks' inputs."""
 
-    def __init__(self, ensemble: Ensemble, paths: DatasetPaths, batches: list[list[str]]):
-        self.ensemble, self.paths, self.batches = ensemble, paths, batches
+    def __init__(
+        self, ensemble: Predictor[Any], paths: DatasetPaths, batches: list[list[str]], split: str = "test"
+    ):
+        self.ensemble, self.paths, self.batches, self.split = ensemble, paths, batches, split
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, index: int) -> Prepared:
         names = self.batches[index]
-        return self.ensemble.prepare([read_image(self.paths.image_path("test", name)) for name in names])
+        return self.ensemble.prepare([read_image(self.paths.image_path(self.split, name)) for name in names])
 
 
 @contextmanager

@@ -35,7 +35,6 @@ from carvana.layout import DatasetPaths
 from carvana.models.inference import network_input, resize, tile_grid
 from carvana.models.spec import AugmentSpec, ModelSpec
 from carvana.models.tiling import mirror_pad
-from carvana.pseudo import label_name
 
 
 @dataclass(frozen=True)
@@ -90,10 +89,14 @@ def augmentations(augment: AugmentSpec, seed: int) -> A.Compose:
 
 @dataclass(frozen=True)
 class PseudoLabels:
-    """Test images (names) and the folder of the masks a pseudo-labels job gave them."""
+    """Test images (names) and the files of the masks a pseudo-labels job gave them."""
 
-    labels_dir: Path
     images: list[str]
+    mask_paths: list[Path]
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.mask_paths):
+            raise ValueError(f"{len(self.images)} pseudo-labelled images but {len(self.mask_paths)} masks")
 
 
 class MixSampler(Sampler[int]):
@@ -143,7 +146,7 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if not images:
             raise ValueError("no images to train or validate on")
         self.paths, self.images, self.spec, self.train = paths, images, spec, train
-        self.pseudo = pseudo or PseudoLabels(Path(), [])
+        self.pseudo = pseudo or PseudoLabels([], [])
         self.transform = augmentations(spec.augment, spec.seed) if train else None
 
     def __len__(self) -> int:
@@ -155,8 +158,8 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if index < len(self.images):
             img = self.images[index]
             return self.paths.image_path("train", img), self.paths.mask_path(img)
-        img = self.pseudo.images[index - len(self.images)]
-        return self.paths.image_path("test", img), self.pseudo.labels_dir / label_name(img)
+        index -= len(self.images)
+        return self.paths.image_path("test", self.pseudo.images[index]), self.pseudo.mask_paths[index]
 
     def read(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
         """Image (H, W, 3) uint8 and soft mask (H, W) float32 in [0, 1] at ``input_size``, before

@@ -166,7 +166,8 @@ def train(
         torch.set_float32_matmul_precision("high")  # TF32 for what autocast leaves in float32
     labels, sampler = None, None
     if pseudo is not None:
-        labels = PseudoLabels(pseudo.labels_dir, pseudo.chosen(spec.seed + fold))
+        chosen = pseudo.chosen(spec.seed + fold)
+        labels = PseudoLabels([img for img, _ in chosen], [mask for _, mask in chosen])
         per_epoch = pseudo.per_epoch(len(images.train))
         sampler = MixSampler(len(images.train), len(labels.images), per_epoch, spec.seed + fold)
     print(
