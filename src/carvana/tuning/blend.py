@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -93,21 +94,27 @@ def blend_curves(
     if not present.any():
         raise ValueError("every model's map of this image is left out: nothing to blend")
     models = len(maps)
-    stack = np.stack([probability.ravel() for probability in maps if probability is not None])
+    flat: list[npt.NDArray[np.uint8]] = [p.ravel() for p in maps if p is not None]
     car = truth.ravel() != 0
-    if stack.shape[1] != car.size:
-        raise ValueError(f"the maps have {stack.shape[1]} pixels, the mask {car.size}")
-    same = (stack == stack[0]).all(axis=0) if len(stack) > 1 else np.ones(car.size, dtype=bool)
+    if any(values.size != car.size for values in flat):
+        raise ValueError(f"the maps have {[values.size for values in flat]} pixels, the mask {car.size}")
+    same = np.ones(car.size, dtype=bool)
+    for values in flat[1:]:  # a map at a time: no (maps, pixels) copy
+        same &= values == flat[0]
     scale = 255 * models
     # Each pixel is counted at its level, a car pixel at scale + 1 more: one bincount gives the car
     # and background counts together (``value_counts``, without its checks: the levels of uint8
-    # maps lie in [0, scale] by construction).
-    offset = car.astype(np.intp) * (scale + 1)
+    # maps lie in [0, scale] by construction). The smallest integers that hold 2 * (scale + 1)
+    # levels keep an image's arrays small.
+    dtype = np.uint16 if 2 * (scale + 1) <= 2**16 else np.uint32
+    offset = car.astype(dtype) * dtype(scale + 1)
     # where the present maps agree, every blend's level is the models' count times that value
-    agreed, agreed_offset = (stack[0], offset) if same.all() else (stack[0, same], offset[same])
-    base = _level_counts(agreed.astype(np.intp) * models, agreed_offset, scale)
-    differ = stack[:, ~same].astype(np.float64)
-    differ_offset = offset[~same]
+    agreed, agreed_offset = (flat[0], offset) if same.all() else (flat[0][same], offset[same])
+    base = _level_counts(agreed.astype(dtype) * models, agreed_offset, scale)
+    differ = np.stack([values[~same] for values in flat]).astype(np.float64)
+    differ_offset = offset[~same].astype(
+        np.intp
+    )  # the blends' levels: a float64's rint casts fastest to intp
     curves = np.full((len(points), len(thresholds)), np.nan)
     total = np.empty(differ.shape[1], dtype=np.float64)
     product = np.empty_like(total)
@@ -123,13 +130,23 @@ def blend_curves(
     return curves
 
 
-def _level_counts(
-    levels: npt.NDArray[np.intp], offset: npt.NDArray[np.intp], scale: int
-) -> npt.NDArray[np.int64]:
+def _level_counts(levels: npt.NDArray[Any], offset: npt.NDArray[Any], scale: int) -> npt.NDArray[np.int64]:
     """Pixels at each level, background then car: (2 * (scale + 1),) int64. ``levels`` (pixels,)
     in [0, scale] is added to in place by ``offset``: scale + 1 for a car pixel, else 0."""
     levels += offset
-    return np.bincount(levels, minlength=2 * (scale + 1)).astype(np.int64)
+    return counted(levels, 2 * (scale + 1))
+
+
+COUNT_BLOCK = 1 << 18  # bincount copies its input to 8-byte integers: a block at a time, 2 MiB
+
+
+def counted(values: npt.NDArray[np.integer], bins: int) -> npt.NDArray[np.int64]:
+    """``np.bincount(values, minlength=bins)`` as int64, a block of values at a time, so that a
+    full-size image's count takes a few MiB, not 20."""
+    counts = np.zeros(bins, dtype=np.int64)
+    for start in range(0, values.size, COUNT_BLOCK):
+        counts += np.bincount(values[start : start + COUNT_BLOCK], minlength=bins)
+    return counts
 
 
 @dataclass(frozen=True)

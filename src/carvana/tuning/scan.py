@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from carvana import rle
 from carvana.prediction.weights import job_name
-from carvana.tuning.blend import blend_curves
+from carvana.tuning.blend import blend_curves, counted
 from carvana.tuning.threshold import dice_at_thresholds
 
 FloatArray = npt.NDArray[np.float64]
@@ -124,32 +124,25 @@ class Chunk:
 
 
 def _scored(plan: ScanPlan, images: Images, threads: int) -> Iterator[tuple[slice, Chunk]]:
-    """(rows, their curves) for every chunk of ``images``, in the order they are done."""
+    """(rows, their curves) for every chunk of ``images``, in order. A chunk's curves are let go
+    as soon as they are handed over (``Executor.map`` drops each result it yields), so that the
+    parent holds each image's curves once."""
     workers = min(threads, len(images))
     size = max(1, math.ceil(len(images) / (workers * CHUNKS_PER_WORKER)))
-    bounds = [(start, min(start + size, len(images))) for start in range(0, len(images), size)]
+    rows = [slice(start, min(start + size, len(images))) for start in range(0, len(images), size)]
+    chunks = (Images(images.names[r], images.folds[r], images.truth_rle[r]) for r in rows)
     if workers <= 1:
-        for start, stop in bounds:
-            yield slice(start, stop), score_chunk(plan, _slice(images, start, stop))
+        yield from ((r, score_chunk(plan, chunk)) for r, chunk in zip(rows, chunks, strict=True))
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(plan,)
-    ) as pool:
-        futures: dict[Future[Chunk], slice] = {
-            pool.submit(_score_in_worker, _slice(images, start, stop)): slice(start, stop)
-            for start, stop in bounds
-        }
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            for future in futures:
-                future.cancel()
-
-
-def _slice(images: Images, start: int, stop: int) -> Images:
-    return Images(images.names[start:stop], images.folds[start:stop], images.truth_rle[start:stop])
+    spawn = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, spawn, initializer=_start_worker, initargs=(plan,))
+    try:
+        yield from zip(rows, pool.map(_score_in_worker, chunks), strict=True)
+    except BaseException:  # a map that fails (or a caller that stops): the chunks not begun never run
+        pool.shutdown(cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown()
 
 
 _WORKER_PLAN: ScanPlan | None = None
@@ -185,7 +178,7 @@ def score_chunk(plan: ScanPlan, images: Images) -> Chunk:
             if probability.shape != truth.shape:
                 raise ValueError(f"{model}'s OOF map of {img} is {probability.shape}, its mask {truth.shape}")
         if plan.curves:
-            offset = (truth.ravel() != 0).astype(np.intp) * 256
+            offset = (truth.ravel() != 0).astype(np.uint16) * np.uint16(256)
             for index, model in enumerate(plan.models):
                 chunk.tta_curves[index][row] = map_curve(maps[model], offset, plan.columns)
                 plain = read_oof(oof_path(plan.models_dir, model, fold, img, "oof_plain"))
@@ -199,12 +192,12 @@ def score_chunk(plan: ScanPlan, images: Images) -> Chunk:
 
 
 def map_curve(
-    probability: npt.NDArray[np.uint8], offset: npt.NDArray[np.intp], thresholds: FloatArray
+    probability: npt.NDArray[np.uint8], offset: npt.NDArray[np.uint16], thresholds: FloatArray
 ) -> FloatArray:
     """Dice of one map alone at each threshold: (thresholds,) float64. ``probability``: (H, W)
-    uint8; ``offset``: (H * W,) intp, 256 where the true mask (flattened) is car, else 0. The same
-    as ``blend_curves`` of the map alone, counted in one pass: a car pixel at 256 + its value."""
-    levels = probability.ravel().astype(np.intp)
+    uint8; ``offset``: (H * W,) uint16, 256 where the true mask (flattened) is car, else 0. The
+    same as ``blend_curves`` of the map alone, counted in one pass: a car pixel at 256 + its value."""
+    levels = probability.ravel().astype(np.uint16)
     levels += offset
-    counts = np.bincount(levels, minlength=512)
+    counts = counted(levels, 512)
     return dice_at_thresholds(counts[256:], counts[:256], thresholds)
