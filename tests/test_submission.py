@@ -89,3 +89,36 @@ def test_score_is_the_mean_dice_worked_out_by_hand(tmp_path: Path) -> None:
     assert result["min_dice"] == pytest.approx(2 / 3)
     assert json.loads((tmp_path / "score.json").read_text()) == result
     assert rle.decode("1 4", (2, 3)).sum() == 4 and np.count_nonzero(rle.decode("1 2", (2, 3))) == 2
+
+
+def test_a_submission_of_the_competitions_100064_rows_is_gathered_and_checked(tmp_path: Path) -> None:
+    """The competition's count of test images, on 4x6 masks: 16 shards gathered in order, every
+    row checked; 3,000 rows repeated (and as many images then missing) are each listed, counted
+    in one pass (a scan of the table per repeated image took minutes)."""
+    names = [f"{car:012x}_{view:02d}.jpg" for car in range(6254) for view in range(1, 17)]
+    assert len(names) == 100_064
+    codes = [rle.encode(np.arange(24).reshape(4, 6) % (k + 2) == 0) for k in range(5)]
+    rows = pd.DataFrame({"img": names, "rle_mask": [codes[i % 5] for i in range(len(names))]})
+    sample = _csv(tmp_path / "sample_submission.csv", [(img, "1 1") for img in names])
+    bounds = np.linspace(0, len(names), 17).round().astype(int)
+    shards = []
+    for index in range(16):
+        shards.append(tmp_path / f"shard_{index + 1}.csv")
+        rows.iloc[bounds[index] : bounds[index + 1]].to_csv(shards[-1], index=False)
+    out = tmp_path / "submission.csv.gz"
+    assert gather(shards[::-1], sample, out) == 100_064
+    assert check(out, sample, (4, 6)) == {
+        "rows": 100_064,
+        "empty_masks": 0,
+        "image_size": {"height": 4, "width": 6},
+    }
+    repeated = rows.copy()
+    repeated.loc[50_000:52_999, "img"] = names[:3000]  # the first 3,000 images twice, 3,000 missing
+    bad = tmp_path / "repeated.csv"
+    repeated.to_csv(bad, index=False)
+    with pytest.raises(SubmissionError) as caught:
+        check(bad, sample, (4, 6))
+    message = str(caught.value)
+    assert "repeated.csv: 6000 problems" in message  # 3,000 repeated and 3,000 missing
+    assert f"{names[0]}: appears 2 times" in message and f"{names[19]}: appears 2 times" in message
+    assert "... and 5980 more" in message
