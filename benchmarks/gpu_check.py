@@ -46,14 +46,13 @@ import torch
 import yaml
 from harness import config_weights, machine, random_weights, synchronize, timed
 from torch.utils.data import DataLoader, RandomSampler, default_collate
-from torch.utils.flop_counter import FlopCounterMode
 
 from carvana.data.images import read_image
 from carvana.data.synthetic import SyntheticSpec, generate
 from carvana.layout import COMPETITION_TEST_IMAGES, COMPETITION_TRAIN_IMAGES, DatasetPaths, scaled_size
-from carvana.models.build import build_model
+from carvana.models.flops import flops
 from carvana.models.geometry import unet_output_size
-from carvana.models.inference import logits_at_input_size, mixed_precision_dtype, tile_grid
+from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec, model_specs
 from carvana.prediction.ensemble import Ensemble, load_member, opencv_threads
 from carvana.prediction.shard import batches, stream
@@ -248,30 +247,6 @@ class Memory:
         if limit.is_file() and limit.read_text().strip().isdigit():
             total = min(total, int(limit.read_text()))
         return total / 2**20
-
-
-# -- FLOPs ------------------------------------------------------------------------------------
-
-
-def flops(spec: ModelSpec, train: bool, images: int = 2) -> float:
-    """FLOPs per image of a training step (forward and backward on the training input: one tile
-    for the UNet) or of a forward on the whole input (validation, prediction: every tile), counted
-    on the meta device over ``images`` images (a BatchNorm in training takes no batch of one)."""
-    grid = tile_grid(spec)
-    if train:
-        size = spec.tile_size or spec.input_size
-    else:
-        size = grid.padded_size if grid is not None else spec.input_size
-    with torch.device("meta"):
-        network = build_model(spec, load_pretrained=False).train(train)
-        inputs = torch.empty(images, 3, *size)
-    with FlopCounterMode(display=False) as counter:
-        if train:
-            network(inputs).sum().backward()
-        else:
-            with torch.no_grad():
-                logits_at_input_size(network, inputs, spec)
-    return float(counter.get_total_flops()) / images
 
 
 # -- training ---------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from gpu_check import flops, makespan, projection, sized  # noqa: E402
+from gpu_check import makespan, projection, sized  # noqa: E402
 
+from carvana.models.flops import flops  # noqa: E402
 from carvana.models.spec import model_specs  # noqa: E402
 
 COMPETITION = yaml.safe_load((ROOT / "competition.yaml").read_text())

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,18 +47,51 @@ def test_a_model_asking_more_than_resources_allow_is_warned_about(tmp_path: Path
         assert f"warning: models.{model}.gpu asks for 2 GPUs per job but --resources gpu=1" in cut.stderr
 
 
-def test_the_slurm_profile_names_only_rules_of_the_workflow() -> None:
-    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    rules = set(
-        re.findall(
-            r"^\s*rule (\w+):", "".join(p.read_text() for p in ROOT.glob("workflow/rules/*.smk")), re.M
-        )
+# The workflow's rules for the config files given, each with whether it is local (runs where
+# Snakemake runs, never as a cluster job), from Snakemake's own parse of the workflow.
+RULES = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+with SnakemakeApi(OutputSettings()) as api:
+    settings = ConfigSettings(configfiles=[Path(path) for path in sys.argv[1:]])
+    flow = api.workflow(ResourceSettings(), settings, snakefile=Path("Snakefile"))._workflow
+    print(json.dumps({rule.name: rule.name in flow._localrules or rule.norun for rule in flow.rules}))
+"""
+
+
+def _rules(work: Path, *config_files: str) -> dict[str, bool]:
+    done = subprocess.run(
+        [sys.executable, "-c", RULES, *config_files],
+        cwd=work,
+        env=environ(work),
+        capture_output=True,
+        text=True,
     )
-    assert profile["executor"] == "slurm"
-    assert set(profile["set-resources"]) <= rules
-    assert set(profile["set-threads"]) <= rules
-    for rule in ("train", "predict"):
-        assert profile["set-resources"][rule]["runtime"] > 0 and profile["set-resources"][rule]["mem_mb"] > 0
+    assert done.returncode == 0, done.stderr[-2000:]
+    rules: dict[str, bool] = json.loads(done.stdout.strip().splitlines()[-1])
+    return rules
+
+
+def test_every_rule_that_runs_as_a_slurm_job_has_its_runtime_memory_and_cpus(tmp_path: Path) -> None:
+    """The rules of every dataset (synthetic, kaggle, local): a rule missing from set-resources
+    would get the default hour and 8 GB, which the competition's counts can exceed (make scale)."""
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    work = workflow_copy(tmp_path)
+    shutil.copy(ROOT / "competition.yaml", work)
+    (work / "local.yaml").write_text(yaml.safe_dump({"dataset": "local", "local": {"source_dir": "/data"}}))
+    rules = _rules(work) | _rules(work, "competition.yaml") | _rules(work, "local.yaml")
+    local = {rule for rule, is_local in rules.items() if is_local}
+    remote = sorted(rule for rule, is_local in rules.items() if not is_local)
+    assert local == {"all", "download", "pretrained_vgg11", "submit"}
+    assert {"synthesize", "import_kaggle", "import_local", "score", "pseudo_labels_table"} <= set(remote)
+    assert sorted(profile["set-resources"]) == remote  # every one, and no rule that is not one
+    for rule in remote:
+        given = {**profile["default-resources"], **profile["set-resources"][rule]}
+        assert given["runtime"] >= 15 and given["mem_mb"] >= 2000 and given["cpus_per_task"] >= 2, rule
+    for rule, threads in profile["set-threads"].items():  # a job's threads are the CPUs it gets
+        assert profile["set-resources"][rule]["cpus_per_task"] == threads, rule
 
 
 def test_a_dry_run_with_the_slurm_profile_lists_every_job_with_its_gpu(tmp_path: Path) -> None:

@@ -429,12 +429,25 @@ def test_the_download_rule_fetches_the_archives_into_a_checked_dataset(tiny_data
 
 
 def test_the_competition_config_plans_the_whole_competition(tmp_path: Path) -> None:
+    """competition.yaml with a pseudo-labelling round: every stage of both rounds at the
+    competition's counts (5 folds x 3 models; the 100,064 test images in 16 shards, for
+    prediction and for each fold's labels alike, so the plan does not grow with the test set)."""
     work = workflow_copy(tmp_path)
-    shutil.copy(ROOT / "competition.yaml", work)
+    config = yaml.safe_load((ROOT / "competition.yaml").read_text())
+    config["pseudo"]["rounds"] = 1
+    (work / "competition.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(work, "-n", "-p", "--configfile", "competition.yaml")
     out = result.stdout
-    counts = dict(re.findall(r"^(download|train|oof|predict|import_kaggle)\s+(\d+)$", out, re.MULTILINE))
-    assert counts == {"download": "6", "import_kaggle": "1", "train": "15", "oof": "15", "predict": "16"}
+    stats = out[out.index("Job stats:") :]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", stats[: stats.index("total")], re.MULTILINE))
+    assert counts == {
+        **{"download": "6", "import_kaggle": "1", "validate_data": "1", "make_folds": "1"},
+        **{"pretrained_vgg11": "1", "train": "30", "oof": "30", "tune_threshold": "2", "predict": "32"},
+        **{"submission": "2", "validate_submission": "2", "report_figures": "1", "all": "1"},
+        **{"pseudo_labels": "80", "pseudo_labels_table": "5", "pseudo_rounds": "1"},
+    }
+    shards = re.findall(r"carvana pseudo-labels --fold (\d) --shard (\d+) --shards 16 ", out)
+    assert sorted(shards) == sorted((str(fold), str(index)) for fold in range(5) for index in range(1, 17))
     # read over config.yaml: the competition's own settings win, none of the offline ones leak in
     unet1024 = re.search(r"carvana train --model unet1024 .*?--model-json '(\{.*?\})'", out)
     assert unet1024 is not None

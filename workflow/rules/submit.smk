@@ -79,6 +79,7 @@ if config["dataset"] == "synthetic":
 
     rule submit:
         """The offline dataset is generated: refuse at once, before any other job runs."""
+        localrule: True
         log:
             "results/logs/submit.log",
         benchmark:

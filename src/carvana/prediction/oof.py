@@ -105,7 +105,7 @@ def oof_maps(
         def write(name: str, maps: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]) -> None:
             truth = read_mask(dataset.mask_path(name))
             scores = [
-                _write_map(folder / oof_name(name), probability, truth)
+                write_map(folder / oof_name(name), probability, truth)
                 for folder, probability in zip((oof_dir, plain_dir), maps, strict=True)
             ]
             rows.append((name, car_of(name), *scores))
@@ -161,7 +161,7 @@ def _part(prepared: Prepared, which: str) -> Prepared:
     )
 
 
-def _write_map(path: Path, probability: npt.NDArray[np.float32], truth: npt.NDArray[np.uint8]) -> float:
+def write_map(path: Path, probability: npt.NDArray[np.float32], truth: npt.NDArray[np.uint8]) -> float:
     """Write ``probability`` (H, W) as uint8 PNG; return the Dice of the map as read back at 0.5."""
     encoded = np.round(np.clip(probability, 0, 1) * 255).astype(np.uint8)
     if not cv2.imwrite(str(path), encoded):
