@@ -78,11 +78,11 @@ onsuccess:
 if config["dataset"] == "synthetic":
 
     rule submit:
+        """The offline dataset is generated: refuse at once, before any other job runs."""
         log:
             "results/logs/submit.log",
         benchmark:
             "results/benchmarks/submit.tsv"
-        """The offline dataset is generated: refuse at once, before any other job runs."""
         localrule: True
         conda:
             ENV
