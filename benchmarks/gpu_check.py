@@ -55,7 +55,8 @@ from carvana.models.geometry import unet_output_size
 from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec, model_specs
 from carvana.prediction.ensemble import Ensemble, load_member, opencv_threads
-from carvana.prediction.shard import batches, stream
+from carvana.prediction.shard import stream
+from carvana.prediction.stream import batches
 from carvana.prediction.tta import TTASpec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,7 +39,8 @@ from carvana.models.build import build_model
 from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec, model_specs
 from carvana.prediction.ensemble import Ensemble, load_member, opencv_threads, read_member
-from carvana.prediction.shard import ShardSpec, batches, stream
+from carvana.prediction.shard import ShardSpec, stream
+from carvana.prediction.stream import batches
 from carvana.prediction.tta import TTASpec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ from torch import nn
 from carvana.models.inference import network_input, resize
 from carvana.models.spec import ModelSpec
 from carvana.prediction.ensemble import Ensemble, Member
-from carvana.prediction.shard import batch_sizes, batches, shard_images
+from carvana.prediction.shard import shard_images
+from carvana.prediction.stream import batch_sizes, batches
 from carvana.prediction.tta import FLIPS, TTASpec, flip_image, flip_tensor, merge_views, tta_inputs
 from carvana.prediction.weights import model_weights, parse_weights
 

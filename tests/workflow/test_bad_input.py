@@ -264,10 +264,10 @@ def test_running_out_of_gpu_memory_in_prediction_halves_the_batch_that_failed(
     finished_run: FinishedRun, tmp_path: Path
 ) -> None:
     work = copy_run(finished_run.work, tmp_path / "work")
-    _raise_out_of_memory_in(  # at the third batch, of 4 images (1, 2, 4, 8, ...)
-        work / "src/carvana/prediction/shard.py",
-        "                maps = ensemble.forward(prepared)",
-        when="len(names) == 4",
+    # the prediction shard's networks at their third batch, of 4 images (1, 2, 4, 8, ...); an edit
+    # of prediction's own module, which the OOF maps do not run, so that nothing else reruns
+    _forward_out_of_memory_in(
+        work / "src/carvana/prediction/shard.py", "    stream(ensemble, paths, images,", images=4
     )
     before = _snapshot(work / "results")
 
@@ -296,6 +296,23 @@ def _the_failed_job(work: Path, stage: str, problem: str) -> Path:
     failed = [log for log in logs if problem in log.read_text()]
     assert len(failed) == 1, [log.read_text()[-1500:] for log in logs]
     return failed[0]
+
+
+def _forward_out_of_memory_in(module: Path, line_start: str, images: int) -> None:
+    """Edit the run's copy of ``module``: before the line starting with ``line_start``, the local
+    ``ensemble``'s forward is made to raise what CUDA raises when a GPU's memory is full, on a
+    batch of ``images`` images."""
+    text = module.read_text()
+    assert text.count(line_start) == 1, f"{line_start!r} not found once in {module}"
+    indent = line_start[: len(line_start) - len(line_start.lstrip())]
+    error = 'OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")'
+    wrapped = (
+        f"{indent}def _full(prepared, forward=ensemble.forward):\n"
+        f"{indent}    if len(prepared.sizes) == {images}: raise __import__('torch').{error}\n"
+        f"{indent}    return forward(prepared)\n"
+        f"{indent}ensemble.forward = _full\n"
+    )
+    module.write_text(text.replace(line_start, wrapped + line_start))
 
 
 def _raise_out_of_memory_in(module: Path, line_start: str, when: str = "True") -> None:

@@ -32,7 +32,7 @@ from carvana.layout import DatasetPaths, car_of
 from carvana.metrics import dice
 from carvana.models.inference import mixed_precision_dtype
 from carvana.prediction.ensemble import Ensemble, Member, Prepared, load_member, opencv_threads
-from carvana.prediction.shard import stream_maps
+from carvana.prediction.stream import stream_maps
 from carvana.prediction.tta import TTASpec
 from carvana.training.data import fold_images
 

@@ -35,7 +35,8 @@ from PIL import Image
 from carvana.atomic import atomic_path, write_text
 from carvana.layout import DatasetPaths
 from carvana.prediction.ensemble import read_member
-from carvana.prediction.shard import shard_images, stream_maps, tuned_ensemble
+from carvana.prediction.shard import shard_images, tuned_ensemble
+from carvana.prediction.stream import stream_maps
 from carvana.prediction.tta import TTASpec
 from carvana.pseudo import LABELS_TABLE, label_name
 

@@ -1,42 +1,34 @@
 """One prediction shard: a contiguous slice of the test set, streamed in batches to RLE rows.
 
 Shard ``index`` of ``count`` (from 1, as Snakemake's scatter names them) takes its slice of
-sample_submission.csv's rows. The batches go through three overlapping steps: a loader thread
-decodes batch k+1 and builds its network inputs while the networks run on batch k, and a writer
-thread resizes batch k-1's maps back to full size, thresholds them at the tuned threshold and
-writes their RLE rows in order. So the decoding, resizing and encoding hide behind the networks,
-and memory holds a few batches, whatever the size of the test set. The first batches grow from
-one image to the batch size, so the networks start as soon as one image is prepared. The CSV appears
-under its name only once whole.
+sample_submission.csv's rows. Its images stream through ``carvana.prediction.stream``: a loader
+thread decodes batch k+1 and builds its network inputs while the networks run on batch k, and a
+writer thread resizes batch k-1's maps back to full size, thresholds them at the tuned threshold
+and writes their RLE rows in order, so memory holds a few batches, whatever the size of the test
+set. The CSV appears under its name only once whole.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from carvana import rle
 from carvana.atomic import atomic_path
-from carvana.data.images import read_image
-from carvana.failures import out_of_memory_advice
 from carvana.layout import RLE_HEADER, DatasetPaths
 from carvana.models.inference import mixed_precision_dtype
-from carvana.prediction.ensemble import Ensemble, Prepared, load_member, opencv_threads
+from carvana.prediction.ensemble import Ensemble, load_member, opencv_threads
+from carvana.prediction.stream import stream_maps
 from carvana.prediction.tta import TTASpec
 from carvana.prediction.weights import job_name
 
@@ -159,27 +151,6 @@ def kept_weights(
     }
 
 
-def batches(images: list[str], batch_size: int, ramp: bool = True) -> list[list[str]]:
-    """``images`` in consecutive batches of ``batch_sizes``."""
-    bounds = itertools.accumulate(batch_sizes(len(images), batch_size, ramp), initial=0)
-    return [images[start:end] for start, end in itertools.pairwise(bounds)]
-
-
-def batch_sizes(count: int, batch_size: int, ramp: bool = True) -> list[int]:
-    """The sizes of the batches that stream ``count`` images: doubling from one image up to
-    ``batch_size`` (with ``ramp``), then full batches, then what is left. While the networks run
-    on a batch the loader prepares one at most twice its size, so the networks start after one
-    image's preparation, not a whole batch's. Compiled networks take full batches from the start,
-    as they are compiled for the shape of the first."""
-    sizes: list[int] = []
-    size, left = (1 if ramp else batch_size), count
-    while left > 0:
-        sizes.append(min(size, left))
-        left -= sizes[-1]
-        size = min(2 * size, batch_size)
-    return sizes
-
-
 def stream(
     ensemble: Ensemble,
     paths: DatasetPaths,
@@ -201,110 +172,3 @@ def stream(
             rows.writerow((name, rle.encode(probability >= threshold)))
 
         stream_maps(ensemble, paths, images, batch_size, write, what, workers, compiled)
-
-
-Output = TypeVar("Output")
-
-
-class Predictor(Protocol[Output]):
-    """What streams a batch to its maps in three steps (``Ensemble`` is one): ``prepare`` (NumPy,
-    in the loader), ``forward`` (the networks) and ``finish`` (NumPy, in the writer), which
-    returns one output per image."""
-
-    @property
-    def device(self) -> torch.device: ...
-
-    def prepare(self, images: list[npt.NDArray[np.uint8]]) -> Prepared: ...
-
-    def forward(self, prepared: Prepared) -> list[npt.NDArray[np.float32]]: ...
-
-    def finish(self, sizes: list[tuple[int, int]], maps: list[npt.NDArray[np.float32]]) -> list[Output]: ...
-
-
-T = TypeVar("T")
-
-
-def stream_maps(
-    ensemble: Predictor[T],
-    paths: DatasetPaths,
-    images: list[str],
-    batch_size: int,
-    write: Callable[[str, T], None],
-    what: str = "prediction",
-    workers: int = 0,
-    compiled: bool = False,
-    split: str = "test",
-) -> None:
-    """The per-image path: ``split``'s ``images`` in batches through ``ensemble``, each image's
-    map at its own size (an ``Ensemble``'s; another predictor's output) handed to ``write(name,
-    output)`` in order, loading batch k+1 (in a thread, or in ``workers`` processes) and writing
-    batch k-1 in a thread while the networks run on batch k. Running out of GPU memory stops it
-    with advice naming ``what``. ``compiled``: full batches from the start (see ``batch_sizes``)."""
-    names_by_batch = batches(images, batch_size, ramp=not compiled)
-    one_image = "turn a flip off or lower predict.tta.scales (an image's views go through together)"
-
-    with (
-        loaded(ShardBatches(ensemble, paths, names_by_batch, split), workers) as prepared_batches,
-        ThreadPoolExecutor(1, "write") as writer,
-    ):
-
-        def finish(
-            names: list[str], sizes: list[tuple[int, int]], maps: list[npt.NDArray[np.float32]]
-        ) -> None:
-            for name, probability in zip(names, ensemble.finish(sizes, maps), strict=True):
-                write(name, probability)
-
-        pending: deque[Future[None]] = deque()
-        for names, prepared in zip(names_by_batch, prepared_batches, strict=True):
-            with out_of_memory_advice(what, "predict.batch_size", len(names), one_image, batch_size):
-                maps = ensemble.forward(prepared)
-            pending.append(writer.submit(finish, names, prepared.sizes, maps))
-            del prepared  # the inputs: the writer needs only the images' sizes
-            while len(pending) > 2:  # a bounded queue: memory does not grow with the test set
-                pending.popleft().result()
-        for done in pending:
-            done.result()
-
-
-class ShardBatches(Dataset[Prepared]):
-    """Batch k of a shard: its images (of ``split``) decoded and made into the networks' inputs."""
-
-    def __init__(
-        self, ensemble: Predictor[Any], paths: DatasetPaths, batches: list[list[str]], split: str = "test"
-    ):
-        self.ensemble, self.paths, self.batches, self.split = ensemble, paths, batches, split
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int) -> Prepared:
-        names = self.batches[index]
-        return self.ensemble.prepare([read_image(self.paths.image_path(self.split, name)) for name in names])
-
-
-@contextmanager
-def loaded(batches: ShardBatches, workers: int) -> Iterator[Iterator[Prepared]]:
-    """The prepared batches in order, each loaded while the networks run on the one before it:
-    with no ``workers`` by a thread of this process, else by a DataLoader's worker processes
-    (their tensors reach this process through shared memory). On a GPU they come in pinned memory."""
-    pin = batches.ensemble.device.type == "cuda"
-    if workers > 0:
-        loader = DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin)
-        yield iter(loader)
-        return
-    with ThreadPoolExecutor(1, "load") as thread:
-
-        def load(index: int) -> Prepared:
-            prepared = batches[index]
-            return prepared.pin_memory() if pin else prepared
-
-        def one_ahead() -> Iterator[Prepared]:
-            next_batch = thread.submit(load, 0) if len(batches) else None
-            for index in range(len(batches)):
-                assert next_batch is not None
-                prepared = next_batch.result()
-                if index + 1 < len(batches):
-                    next_batch = thread.submit(load, index + 1)
-                yield prepared
-
-        yield one_ahead()
