@@ -1,4 +1,5 @@
-"""K-fold split of the training images by car, stratified by the car's mask area or make.
+"""K-fold split of the training images by car, stratified by the car's mask area or make, and
+the split of one fold (``fold_images``) that its training and OOF jobs read.
 
 A split by image would put 15 sibling views of every validation car in training and inflate the
 out-of-fold score; the winners split by car, and so does this. The split is made on the table of
@@ -95,3 +96,22 @@ def make_folds(paths: DatasetPaths, spec: FoldSpec, folds_path: Path) -> pd.Data
     with atomic_path(folds_path) as temporary:
         table.to_csv(temporary, index=False)
     return table
+
+
+@dataclass(frozen=True)
+class FoldImages:
+    """Image names (``<carid>_<NN>.jpg``) to train on and to hold out for fold ``fold``."""
+
+    fold: int
+    train: list[str]
+    held_out: list[str]
+
+
+def fold_images(folds_path: Path, fold: int) -> FoldImages:
+    """Split folds.csv (img, car_id, fold) into the images of ``fold`` and all the others."""
+    table = pd.read_csv(folds_path)
+    folds = sorted(int(f) for f in table["fold"].unique())
+    if fold not in folds:
+        raise ValueError(f"fold {fold} is not in {folds_path}; its folds are {folds}")
+    held_out = table["fold"] == fold
+    return FoldImages(fold, sorted(table.loc[~held_out, "img"]), sorted(table.loc[held_out, "img"]))

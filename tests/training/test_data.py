@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from carvana.data.images import read_mask
+from carvana.folds import fold_images
 from carvana.layout import DatasetPaths
 from carvana.metrics import dice
 from carvana.models.inference import MEAN, STD, resize
 from carvana.models.spec import AugmentSpec, ModelSpec
-from carvana.training.data import SegmentationDataset, augmentations, fold_images
+from carvana.training.data import SegmentationDataset, augmentations
 
 NO_AUGMENT = {"hflip_p": 0.0, "affine_p": 0.0, "color_p": 0.0}
 

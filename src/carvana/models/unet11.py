@@ -15,7 +15,6 @@ a job never downloads.
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from carvana.models.pretrained import VGG11
@@ -55,7 +54,11 @@ def load_vgg11_features(pretrained: bool, width: float = 1.0) -> nn.Sequential:
     (``carvana.models.pretrained.VGG11``: checked against the hash prefix in its name first).
 
     ``width`` != 1 gives the same layer sequence with every channel count scaled (no weights).
+    torchvision is imported here, not with the module: its import takes about two seconds, which
+    every job that builds a network would pay otherwise.
     """
+    import torchvision
+
     if width != 1.0:
         if pretrained:
             raise ValueError(f"ImageNet weights exist for VGG11 at width 1 only, got width {width}")

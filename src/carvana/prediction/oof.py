@@ -28,13 +28,13 @@ import torch
 
 from carvana.atomic import atomic_path
 from carvana.data.images import read_mask
+from carvana.folds import fold_images
 from carvana.layout import DatasetPaths, car_of
 from carvana.metrics import dice
 from carvana.models.inference import mixed_precision_dtype
 from carvana.prediction.ensemble import Ensemble, Member, Prepared, load_member, opencv_threads
 from carvana.prediction.stream import stream_maps
 from carvana.prediction.tta import TTASpec
-from carvana.training.data import fold_images
 
 DICE_THRESHOLD = 0.5  # for oof_dice.csv; the tuning stage searches its own
 PLAIN = TTASpec(hflip=False, vflip=False, scales=(1.0,))

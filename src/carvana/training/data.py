@@ -26,7 +26,6 @@ import albumentations as A  # noqa: N812
 import cv2
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
 
@@ -35,25 +34,6 @@ from carvana.layout import DatasetPaths
 from carvana.models.inference import network_input, resize, tile_grid
 from carvana.models.spec import AugmentSpec, ModelSpec
 from carvana.models.tiling import mirror_pad
-
-
-@dataclass(frozen=True)
-class FoldImages:
-    """Image names (``<carid>_<NN>.jpg``) to train on and to hold out for fold ``fold``."""
-
-    fold: int
-    train: list[str]
-    held_out: list[str]
-
-
-def fold_images(folds_path: Path, fold: int) -> FoldImages:
-    """Split folds.csv (img, car_id, fold) into the images of ``fold`` and all the others."""
-    table = pd.read_csv(folds_path)
-    folds = sorted(int(f) for f in table["fold"].unique())
-    if fold not in folds:
-        raise ValueError(f"fold {fold} is not in {folds_path}; its folds are {folds}")
-    held_out = table["fold"] == fold
-    return FoldImages(fold, sorted(table.loc[~held_out, "img"]), sorted(table.loc[held_out, "img"]))
 
 
 def augmentations(augment: AugmentSpec, seed: int) -> A.Compose:

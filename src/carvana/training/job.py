@@ -34,11 +34,12 @@ import torch
 
 from carvana.atomic import atomic_path, write_text
 from carvana.failures import out_of_memory_advice
+from carvana.folds import FoldImages, fold_images
 from carvana.layout import DatasetPaths
 from carvana.models.inference import cpu_has_fast_bf16, mixed_precision_dtype
 from carvana.models.spec import ModelSpec
 from carvana.pseudo import LABELS_TABLE, RoundTraining
-from carvana.training.data import FoldImages, MixSampler, PseudoLabels, SegmentationDataset, fold_images
+from carvana.training.data import MixSampler, PseudoLabels, SegmentationDataset
 
 
 @dataclass(frozen=True)
