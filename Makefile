@@ -46,23 +46,25 @@ slurm:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; }
 
+# The benchmarks are the package benchmarks/, each run here as python -m benchmarks.<name>.
+
 # Prediction, RLE, training and planning speed beside references measured in the same run; writes
 # results/harness.json. A quicker run: make bench BENCH="--image-scale 0.5 --images 32"
 bench: $(STAMP)
-	python benchmarks/harness.py $(BENCH)
+	python -m benchmarks.harness $(BENCH)
 
 # On one GPU at competition.yaml's sizes: training and prediction speed, memory, the share of the
 # device's peak, and the whole competition's projected wall clock; writes results/gpu_check.json.
 # Without a GPU it runs on the CPU; a quick look: make gpu-check GPU_CHECK="--image-scale 0.05 --width 0.125 --compile off"
 gpu-check: $(STAMP)
-	python benchmarks/gpu_check.py $(GPU_CHECK)
+	python -m benchmarks.gpu_check $(GPU_CHECK)
 
 # Each stage of the real competition at its counts (5,088 training and 100,064 test images), from
 # its command measured here on generated 1918x1280 images: one job's hours on 2 to 32 cores, its
 # memory and the disk, beside what profiles/slurm gives it; exits 1 when a job would not fit.
 # Writes results/scale.json (about 2 minutes). A GPU's stages come from results/gpu_check.json.
 scale: $(STAMP)
-	python benchmarks/scale.py $(SCALE)
+	python -m benchmarks.scale $(SCALE)
 
 lint: $(STAMP)
 	ruff check src tests benchmarks

@@ -2,9 +2,10 @@
 same networks on the same batches and beside a naive loop, all in this run), RLE speed, training
 speed per architecture, the DAG's planning time, and a prediction shard's peak memory.
 
-Run: ``make bench`` (``.venv/bin/python benchmarks/harness.py``). The networks are the config's
-models with random weights (speed does not depend on them); the data is generated at
-``--image-scale`` of the competition's 1918x1280. Prints a table and writes JSON (``--json``).
+Run: ``make bench`` (``.venv/bin/python -m benchmarks.harness`` in the repository root). The
+networks are the config's models with random weights (speed does not depend on them); the data is
+generated at ``--image-scale`` of the competition's 1918x1280. Prints a table and writes JSON
+(``--json``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import re
 import shutil
 import subprocess
@@ -29,13 +28,14 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from naive_predict import kernel_rle, naive_predict
 
+from benchmarks.naive_predict import kernel_rle, naive_predict
+from benchmarks.timing import machine, synchronize, timed
+from benchmarks.weights import config_weights, random_weights
 from carvana import rle
 from carvana.data.images import read_image
 from carvana.data.synthetic import SyntheticSpec, generate, random_car, render_view
 from carvana.layout import COMPETITION_SIZE, DatasetPaths, scaled_size
-from carvana.models.build import build_model
 from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec, model_specs
 from carvana.prediction.ensemble import Ensemble, load_member, opencv_threads, read_member
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.harness", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "config.yaml", help="models, TTA, weights")
     parser.add_argument("--image-scale", type=float, default=1.0, help="of 1918x1280; 0.5 for a quick run")
     parser.add_argument("--images", type=int, default=128, help="test images timed (whole cars of 16)")
@@ -103,54 +103,6 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\nfigures in {args.json}")
-
-
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    cores = len(os.sched_getaffinity(0))
-    name = f"{cores}-core {cpu} CPU"
-    if device.type == "cuda":
-        name = f"{torch.cuda.get_device_name(device)} GPU, {name}"
-    return f"{name}, torch {torch.__version__}"
-
-
-def random_weights(specs: list[ModelSpec], folds: int, root: Path) -> list[Path]:
-    """weights.pt files as training writes them, of randomly initialised networks."""
-    torch.manual_seed(0)
-    paths = []
-    for spec in specs:
-        for fold in range(folds):
-            path = root / "models" / spec.name / f"fold{fold}" / "weights.pt"
-            path.parent.mkdir(parents=True)
-            state = build_model(spec).state_dict()
-            torch.save({"spec": spec.to_json(), "fold": fold, "epoch": 1, "state_dict": state}, path)
-            paths.append(path)
-    (root / "thresholds.json").write_text(json.dumps({"threshold": 0.5}))  # weights: 1 each
-    return paths
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(function: Callable[[], object], device: torch.device, repeats: int = 2) -> float:
-    """The best of ``repeats`` wall-clock times of ``function``, in seconds."""
-    best = math.inf
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        function()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def config_weights(config: dict[str, Any]) -> dict[str, float]:
-    """The config's ensemble weights; auto (chosen by tuning) is timed as equal weights, since
-    the networks' speed does not depend on them."""
-    weights = config.get("ensemble", {}).get("weights", {})
-    return {} if weights == "auto" else dict(weights)
 
 
 def prediction(

@@ -6,7 +6,10 @@ training step (forward, backward, SGD step) and a forward alone, best of ``--rep
 both and their ratio. bf16 pays only where the CPU computes it in hardware (oneDNN's test, printed
 first); on an AVX2-only CPU it is emulated.
 
-    python benchmarks/precision.py [--threads 2] [--repeats 3]
+    python -m benchmarks.precision [--threads 2] [--repeats 3]
+
+in the repository root (``python benchmarks/precision.py`` runs it too: it imports nothing from
+the benchmarks package).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``make gpu-check`` (benchmarks/gpu_check.py): its arithmetic by hand, and the whole check at a
+"""``make gpu-check`` (benchmarks/gpu_check/): its arithmetic by hand, and the whole check at a
 scale a CPU runs in half a minute, every figure present and positive (their values are the
 device's business)."""
 
@@ -16,13 +16,12 @@ import pytest
 import torch
 import yaml
 
+from benchmarks.gpu_check.models import sized
+from benchmarks.gpu_check.projection import makespan, projection
+from carvana.models.flops import flops
+from carvana.models.spec import model_specs
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from gpu_check import makespan, projection, sized  # noqa: E402
-
-from carvana.models.flops import flops  # noqa: E402
-from carvana.models.spec import model_specs  # noqa: E402
-
 COMPETITION = yaml.safe_load((ROOT / "competition.yaml").read_text())
 
 
@@ -105,7 +104,8 @@ def test_the_check_runs_on_a_cpu_at_a_reduced_scale(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.json"
     command = [
         sys.executable,
-        str(ROOT / "benchmarks/gpu_check.py"),
+        "-m",
+        "benchmarks.gpu_check",
         "--image-scale",
         "0.05",
         "--width",
@@ -113,7 +113,7 @@ def test_the_check_runs_on_a_cpu_at_a_reduced_scale(tmp_path: Path) -> None:
     ]
     command += ["--train-steps", "2", "--predict-images", "16", "--compile", "off", "--train-workers", "0"]
     command += ["--workers", "0", "1", "--devices", "1", "3", "--device", "cpu", "--json", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["image_size"] == [64, 96] and figures["peak"]["tflops"] > 0

@@ -1,4 +1,4 @@
-"""``make scale`` (benchmarks/scale.py, carvana.projection): its arithmetic by hand, and the whole
+"""``make scale`` (benchmarks/scale/, carvana.projection): its arithmetic by hand, and the whole
 benchmark on a small sample, every stage of the competition present and a job over its Slurm
 runtime named."""
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.scale.commands import slope, tune_memory
 from carvana.projection import (
     Allowance,
     Counts,
@@ -24,8 +25,6 @@ from carvana.projection import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from scale import slope, tune_memory  # noqa: E402
 
 
 def test_a_stage_splits_its_items_over_the_cores_only_where_it_is_parallel() -> None:
@@ -112,10 +111,11 @@ def test_the_benchmark_projects_every_stage_and_names_a_job_over_its_runtime(tmp
     out = tmp_path / "scale.json"
     small = ["--image-scale", "0.05", "--rows", "64", "--profile", str(tmp_path / "slurm.yaml")]
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/scale.py"), *small, "--json", str(out)],
+        [sys.executable, "-m", "benchmarks.scale", *small, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=ROOT,
     )
     assert done.returncode == 1, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1].startswith("make_folds: one job projected at")
