@@ -32,7 +32,7 @@ report: $(STAMP)
 	snakemake --report results/report.html
 
 test: $(STAMP) lint browser slurm
-	CARVANA_REQUIRE_CHROMIUM=1 CARVANA_REQUIRE_SLURM=1 pytest
+	CARVANA_REQUIRE_CHROMIUM=1 CARVANA_REQUIRE_SLURM=1 pytest --durations=25
 
 browser:
 	@command -v chromium >/dev/null || { \

@@ -1,6 +1,6 @@
 """What each stage of the workflow costs at the competition's counts, beside what a Slurm job gets.
 
-A stage's cost is measured on a sample (``make scale``, benchmarks/scale.py) as a fixed part and
+A stage's cost is measured on a sample (``make scale``, the package benchmarks/scale) as a fixed part and
 a part per item (an image, a row), each on one core, with its peak memory; this module turns
 those figures into one job's wall time at the competition's counts on N cores, and holds them
 against the runtime, memory and CPUs that ``profiles/slurm`` gives the job's rule. Stages that

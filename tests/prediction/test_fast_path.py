@@ -4,7 +4,6 @@ batching, the loader and writer threads, OpenCV's decoding and our RLE change no
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks.naive_predict import naive_predict
 from carvana import rle
 from carvana.data.images import read_image
 from carvana.layout import DatasetPaths
@@ -22,9 +22,6 @@ from carvana.models.spec import ModelSpec
 from carvana.prediction.ensemble import Ensemble, fold_batch_norms, load_member, read_member
 from carvana.prediction.shard import ShardSpec, kept_weights, predict_shard
 from carvana.prediction.tta import TTASpec
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from naive_predict import naive_predict
 
 MODELS = {
     "unet": {"arch": "unet", "width": 0.0625, "input_size": [32, 48], "tile_size": [204, 220]},

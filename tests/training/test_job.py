@@ -20,8 +20,10 @@ from carvana.cli import main
 from carvana.models.build import build_model
 from carvana.models.spec import ModelSpec
 from carvana.prediction.oof import OofPaths
-from carvana.training.job import TrainPaths, epoch_metrics, train
+from carvana.training.job import TrainPaths, train
 from hand_masks import decode, dice
+
+pytestmark = pytest.mark.slow  # trains a network
 
 TINY_UNET1024 = {
     "arch": "unet1024",
@@ -242,17 +244,3 @@ def test_a_job_killed_while_saving_resumes_at_the_epoch_after_its_last_checkpoin
     resumed = pd.read_csv(paths.log_dir / "csv" / "version_1" / "metrics.csv")
     assert int(resumed["epoch"].min()) == SAVED  # the epoch after the last checkpoint, not the first
     assert pd.read_csv(paths.metrics_path)["epoch"].tolist() == [1, 2, 3, 4]
-
-
-def test_epoch_metrics_take_a_resumed_runs_rows(tmp_path: Path) -> None:
-    for version, rows in (
-        (0, "epoch,train_loss,val_dice\n0,0.9,\n0,,0.5\n1,0.7,\n"),
-        (1, "epoch,train_loss,val_dice\n1,0.6,\n1,,0.8\n"),
-    ):
-        folder = tmp_path / f"version_{version}"
-        folder.mkdir()
-        (folder / "metrics.csv").write_text(rows)
-    table = epoch_metrics(tmp_path)
-    assert table["epoch"].tolist() == [1, 2]
-    assert table["train_loss"].tolist() == [0.9, 0.6]
-    assert table["val_dice"].tolist() == [0.5, 0.8]

@@ -97,6 +97,7 @@ def _conv_weights(path: Path) -> dict[str, torch.Tensor]:
     return {key: value for key, value in state.items() if key.endswith("weight") and value.ndim == 4}
 
 
+@pytest.mark.slow  # trains a network
 def test_a_round_starts_from_the_weights_it_is_given(
     tiny_dataset, folds_path: Path, labels_dir: Path, tmp_path: Path
 ) -> None:
@@ -116,6 +117,7 @@ def test_a_round_starts_from_the_weights_it_is_given(
     assert not any(torch.allclose(start[key], fresh[key], atol=1e-3) for key in start)
 
 
+@pytest.mark.slow  # trains a network
 def test_weights_of_another_network_are_refused_with_what_to_do(
     tiny_dataset, folds_path: Path, labels_dir: Path, tmp_path: Path
 ) -> None:

@@ -11,12 +11,23 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from workflow_runs import TINY, TINY_MODELS, FinishedRun, copy_run, edit_config, snakemake, workflow_copy
+from workflow_runs import (
+    TINY,
+    TINY_MODELS,
+    FinishedRun,
+    copy_run,
+    edit_config,
+    environ,
+    snakemake,
+    workflow_copy,
+)
 
 from carvana.data.images import read_mask, write_mask
 from carvana.layout import DatasetPaths
@@ -26,71 +37,114 @@ from carvana.layout import DatasetPaths
 TINY_MODEL = TINY_MODELS["unet1024"]
 
 
-@pytest.mark.parametrize(
-    ("override", "expected"),
-    [
-        ({"dataset": "kagle"}, r"dataset: 'kagle' is not one of \['synthetic', 'local', 'kaggle'\]"),
-        (
-            {"models": {"m": {**TINY_MODEL, "arch": "unet12"}}, "ensemble": {"weights": {}}},
-            r"models\.m: unknown architecture 'unet12'; valid: unet, unet1024, unet11, smp\.Unet",
-        ),
-        (
-            {
-                "models": {"m": {"arch": "smp.Unet", "encoder": "resnet35", "input_size": [64, 64]}},
-                "ensemble": {"weights": {}},
-            },
-            r"models\.m: unknown smp encoder 'resnet35'; valid: resnet18, resnet34, resnet50",
-        ),
-        ({"folds": {"n_folds": 1}}, r"folds\.n_folds: 1 is less than the minimum of 2"),
-        (
-            {"folds": {"n_folds": 5}},  # the tiny dataset has 4 training cars
-            r"folds\.n_folds: 5 folds but the generated dataset \(synthetic\.train_cars\) has 4 training "
-            r"cars; choose 2\.\.4",
-        ),
-        (
-            {"models": {**TINY_MODELS, "unet1024": {**TINY_MODEL, "input_size": [100, 64]}}},
-            r"input_size \[100, 64\] has a side of 100, not divisible by 64: the nearest valid sides are 64 "
-            r"and 128",
-        ),
-        (
-            {"tune": {"thresholds": {"start": 0}}},
-            r"tune\.thresholds\.start: 0 is less than or equal to the minimum of 0 "
-            r"\(First threshold, in \(0, 1\)\)",
-        ),
-        (
-            {"tune": {"thresholds": {"stop": 1.2}}},
-            r"tune\.thresholds\.stop: 1\.2 is greater than or equal to the maximum of 1",
-        ),
-        (
-            {"tune": {"thresholds": {"start": 0.6, "stop": 0.4}}},
-            r"0 < start <= stop < 1, got start 0\.6 and stop 0\.4",
-        ),
-        ({"predict": {"shards": 0}}, r"predict\.shards: 0 is less than the minimum of 1"),
-        (
-            {"models": {**TINY_MODELS, "unet": {**TINY_MODELS["unet"], "optimizer": {"lr": -0.01}}}},
-            r"models\.unet\.optimizer\.lr: -0\.01 is less than or equal to the minimum of 0",
-        ),
-        ({"models": {}}, r"models is empty: configure at least one, e\.g\. unet1024: \{arch: unet1024"),
-        ({"folds": {"stratify": "colour"}}, r"'colour' is not one of \['mask_area', 'make', 'none'\]"),
-        ({"synthetic": {"image_scale": 2}}, r"synthetic\.image_scale: 2 is greater than the maximum of 1"),
-        (
-            {"synthetic": {"train_car": 3}},
-            r"synthetic: unknown key 'train_car' \(did you mean 'train_cars'\?\); valid keys: train_cars",
-        ),
-        (
-            {"ensemble": {"weights": {"unet": -1}}},
-            r"ensemble\.weights\.unet: -1 is less than the minimum of 0",
-        ),
-        ({"ensemble": {"weights": {"vgg": 1}}}, r"\['vgg'\], which are not in the ensemble; its models are"),
-        ({"predict": {"tta": {"scales": []}}}, r"predict\.tta\.scales: \[\] should be non-empty"),
-        ({"dataset": "local"}, r"local\.source_dir is empty but dataset is 'local': set it to the folder"),
-    ],
-)
-def test_a_bad_config_is_rejected_before_any_job(tmp_path: Path, override: dict, expected: str) -> None:
-    work = workflow_copy(tmp_path, {**TINY, **override})
+BAD_CONFIGS = [
+    ({"dataset": "kagle"}, r"dataset: 'kagle' is not one of \['synthetic', 'local', 'kaggle'\]"),
+    (
+        {"models": {"m": {**TINY_MODEL, "arch": "unet12"}}, "ensemble": {"weights": {}}},
+        r"models\.m: unknown architecture 'unet12'; valid: unet, unet1024, unet11, smp\.Unet",
+    ),
+    (
+        {
+            "models": {"m": {"arch": "smp.Unet", "encoder": "resnet35", "input_size": [64, 64]}},
+            "ensemble": {"weights": {}},
+        },
+        r"models\.m: unknown smp encoder 'resnet35'; valid: resnet18, resnet34, resnet50",
+    ),
+    ({"folds": {"n_folds": 1}}, r"folds\.n_folds: 1 is less than the minimum of 2"),
+    (
+        {"folds": {"n_folds": 5}},  # the tiny dataset has 4 training cars
+        r"folds\.n_folds: 5 folds but the generated dataset \(synthetic\.train_cars\) has 4 training "
+        r"cars; choose 2\.\.4",
+    ),
+    (
+        {"models": {**TINY_MODELS, "unet1024": {**TINY_MODEL, "input_size": [100, 64]}}},
+        r"input_size \[100, 64\] has a side of 100, not divisible by 64: the nearest valid sides are 64 "
+        r"and 128",
+    ),
+    (
+        {"tune": {"thresholds": {"start": 0}}},
+        r"tune\.thresholds\.start: 0 is less than or equal to the minimum of 0 "
+        r"\(First threshold, in \(0, 1\)\)",
+    ),
+    (
+        {"tune": {"thresholds": {"stop": 1.2}}},
+        r"tune\.thresholds\.stop: 1\.2 is greater than or equal to the maximum of 1",
+    ),
+    (
+        {"tune": {"thresholds": {"start": 0.6, "stop": 0.4}}},
+        r"0 < start <= stop < 1, got start 0\.6 and stop 0\.4",
+    ),
+    ({"predict": {"shards": 0}}, r"predict\.shards: 0 is less than the minimum of 1"),
+    (
+        {"models": {**TINY_MODELS, "unet": {**TINY_MODELS["unet"], "optimizer": {"lr": -0.01}}}},
+        r"models\.unet\.optimizer\.lr: -0\.01 is less than or equal to the minimum of 0",
+    ),
+    ({"models": {}}, r"models is empty: configure at least one, e\.g\. unet1024: \{arch: unet1024"),
+    ({"folds": {"stratify": "colour"}}, r"'colour' is not one of \['mask_area', 'make', 'none'\]"),
+    ({"synthetic": {"image_scale": 2}}, r"synthetic\.image_scale: 2 is greater than the maximum of 1"),
+    (
+        {"synthetic": {"train_car": 3}},
+        r"synthetic: unknown key 'train_car' \(did you mean 'train_cars'\?\); valid keys: train_cars",
+    ),
+    (
+        {"ensemble": {"weights": {"unet": -1}}},
+        r"ensemble\.weights\.unet: -1 is less than the minimum of 0",
+    ),
+    ({"ensemble": {"weights": {"vgg": 1}}}, r"\['vgg'\], which are not in the ensemble; its models are"),
+    ({"predict": {"tta": {"scales": []}}}, r"predict\.tta\.scales: \[\] should be non-empty"),
+    ({"dataset": "local"}, r"local\.source_dir is empty but dataset is 'local': set it to the folder"),
+]
+# Snakemake's own parse of the workflow (the Snakefile, its config check) for each folder given,
+# in one interpreter: each rejection's message, or null for a config it accepts.
+PARSE = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import OutputSettings, ResourceSettings
+said = {}
+for folder in sys.argv[1:]:
+    try:
+        with SnakemakeApi(OutputSettings()) as api:
+            flow = api.workflow(ResourceSettings(), snakefile=Path(folder, "Snakefile"), workdir=Path(folder))
+            flow._workflow  # reading it runs the Snakefile, and the config check
+        said[folder] = None
+    except Exception as error:
+        said[folder] = str(error)
+print(json.dumps(said))
+"""
+
+
+@pytest.fixture(scope="module")
+def rejections(tmp_path_factory: pytest.TempPathFactory) -> list[str | None]:
+    """What Snakemake says while reading each of BAD_CONFIGS, all read by one process."""
+    works = [
+        workflow_copy(tmp_path_factory.mktemp(f"bad_config{index}"), {**TINY, **override})
+        for index, (override, _) in enumerate(BAD_CONFIGS)
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE, *map(str, works)], capture_output=True, text=True, env=environ(works[0])
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not any((work / "results").exists() for work in works)  # reading the config runs nothing
+    return [said[str(work)] for work in works]
+
+
+@pytest.mark.parametrize("case", range(len(BAD_CONFIGS)), ids=[str(override) for override, _ in BAD_CONFIGS])
+def test_a_bad_config_is_rejected_while_snakemake_reads_it(rejections: list[str | None], case: int) -> None:
+    said = rejections[case]
+    assert said is not None and "nothing ran" in said
+    assert re.search(BAD_CONFIGS[case][1], said), said
+
+
+def test_a_bad_config_stops_the_snakemake_command_before_any_job(tmp_path: Path) -> None:
+    """The command a user types: its exit status, the message on its console, no results/."""
+    work = workflow_copy(tmp_path, {**TINY, "dataset": "kagle", "predict": {"shard": 4}})
     result = snakemake(work, "--cores", "1", check=False)
     assert result.returncode != 0
-    assert re.search(expected, result.stdout + result.stderr), result.stderr[-2000:]
+    assert "the config has 2 problems; nothing ran:" in result.stderr
+    assert re.search(BAD_CONFIGS[0][1], result.stderr), result.stderr[-2000:]
+    assert "predict: unknown key 'shard' (did you mean 'shards'?)" in result.stderr
     assert not (work / "results").exists()
 
 

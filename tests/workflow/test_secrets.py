@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from workflow_runs import TINY, environ, snakemake, workflow_copy
+from workflow_runs import TINY, TINY_MODELS, environ, snakemake, workflow_copy
 
 from kaggle_stub import KaggleStub, competition_archives
 
@@ -25,8 +25,10 @@ def test_no_file_the_run_wrote_holds_a_kaggle_token(tiny_dataset, tmp_path: Path
         {
             **TINY,
             **{"dataset": "kaggle", "kaggle": {"full_competition": False}, "folds": {"n_folds": 2}},
-            # on this split the tiny networks may all fail one fold: no flag stops the run here
+            # on this split the tiny network may fail one fold: no flag stops the run here
             "tune": {"flag": {"min_dice": 0.0, "max_gap": 1.0}},
+            # one model is every stage: the tokens are in every job's environment alike
+            "models": {"unet1024": {**TINY_MODELS["unet1024"], "epochs": 1}},
         },
     )
     home, scratch = tmp_path / "home", tmp_path / "tmp"
