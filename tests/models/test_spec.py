@@ -86,6 +86,10 @@ def test_json_round_trip_keeps_every_setting() -> None:
         ({"arch": "unet1024", "input_size": [64, 64], "precision": "fp8"}, "unknown precision 'fp8'"),
         ({"arch": "unet1024", "input_size": [64, 64], "dropout": 0.5}, "dropout applies to unet only"),
         (
+            {"arch": "unet1024", "input_size": [64, 64], "epochs": 10, "validate_every": 4},
+            r"validate_every 4 does not divide epochs 10, so the last epoch would not be scored",
+        ),
+        (
             {"arch": "unet", "input_size": [64, 64], "tile_size": [188, 188], "dropout": 1.5},
             r"dropout is a rate in \[0, 1\), got 1.5",
         ),

@@ -244,3 +244,30 @@ def test_a_job_killed_while_saving_resumes_at_the_epoch_after_its_last_checkpoin
     resumed = pd.read_csv(paths.log_dir / "csv" / "version_1" / "metrics.csv")
     assert int(resumed["epoch"].min()) == SAVED  # the epoch after the last checkpoint, not the first
     assert pd.read_csv(paths.metrics_path)["epoch"].tolist() == [1, 2, 3, 4]
+
+
+def test_held_out_images_scored_every_second_epoch_and_a_checkpoint_every_epoch(
+    tiny_dataset, folds_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """validate_every 2 of 4 epochs: the held-out Dice of epochs 2 and 4 alone, weights.pt from
+    one of them, and last.ckpt written at the end of each of the 4 epochs (a kill loses one)."""
+    import lightning.pytorch.callbacks.model_checkpoint as model_checkpoint
+
+    saved: list[str] = []
+    save = model_checkpoint.ModelCheckpoint._save_checkpoint
+
+    def counting(self: object, trainer: object, filepath: str) -> None:
+        saved.append(Path(filepath).name)
+        save(self, trainer, filepath)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model_checkpoint.ModelCheckpoint, "_save_checkpoint", counting)
+    spec = ModelSpec.from_entry("tiny", {**TINY_UNET1024, "epochs": 4, "validate_every": 2})
+    paths = TrainPaths(tiny_dataset.data_dir, folds_path, tmp_path / "fold0")
+    summary = train(spec, 0, paths)
+    metrics = pd.read_csv(paths.metrics_path)
+    assert metrics["epoch"].tolist() == [1, 2, 3, 4]
+    assert metrics["val_dice"].notna().tolist() == [False, True, False, True]
+    assert metrics["train_loss"].notna().all()
+    assert summary["best_epoch"] in (2, 4)
+    assert torch.load(paths.weights_path, weights_only=False)["epoch"] == summary["best_epoch"]
+    assert saved.count("last.ckpt") == 4 and 1 <= saved.count("best.ckpt") <= 2

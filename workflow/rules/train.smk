@@ -3,6 +3,14 @@
 # pseudo labels too, from the round before's weights where pseudo.start says so.
 
 
+def train_priority(wildcards):
+    """The longest training jobs start first, so that the short ones fill in beside them: a job's
+    work is about its epochs x its training input's pixels x its width."""
+    spec = MODELS[wildcards.model]
+    height, width = spec.tile_size or spec.input_size
+    return max(1, round(spec.epochs * height * width * spec.width / 1000))
+
+
 rule train:
     input:
         folds=FOLDS,
@@ -19,6 +27,7 @@ rule train:
         "{results}/logs/train/{model}_fold{fold}.log",
     benchmark:
         "{results}/benchmarks/train/{model}_fold{fold}.tsv"
+    priority: train_priority
     conda:
         ENV
     threads: model_threads

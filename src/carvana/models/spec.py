@@ -147,6 +147,8 @@ class ModelSpec:
     ``compile``: torch.compile the network in its training jobs (prediction's shards follow
     ``predict.compile``). These three say how a job runs, not what it learns: a checkpoint made
     under other values of them is resumed (:meth:`recipe_json`).
+    ``validate_every``: score the held-out images every this many epochs (it divides ``epochs``,
+    so that the last epoch is scored); the best of the scored epochs becomes weights.pt.
     ``dropout``: unet only, the paper's dropout at the end of the contracting path; a config that
     leaves it out gets 0.5 at width 1 and none at a reduced width (:meth:`from_entry`).
     """
@@ -161,6 +163,7 @@ class ModelSpec:
     dropout: float = 0.0
     pretrained: bool = False
     epochs: int = 10
+    validate_every: int = 1
     batch_size: int = 8
     scheduler: str = "cosine"
     loss: LossSpec = field(default_factory=LossSpec)
@@ -198,9 +201,14 @@ class ModelSpec:
             raise ValueError(f"{where}: pretrained weights need width 1, got {self.width}")
         if not self.width > 0:
             raise ValueError(f"{where}: width must be positive, got {self.width}")
-        for key in ("epochs", "batch_size", "threads"):
+        for key in ("epochs", "batch_size", "threads", "validate_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{where}: {key} must be at least 1, got {getattr(self, key)}")
+        if self.epochs % self.validate_every:
+            raise ValueError(
+                f"{where}: validate_every {self.validate_every} does not divide epochs {self.epochs}, so the "
+                f"last epoch would not be scored; choose a divisor of {self.epochs}"
+            )
         if self.gpu < 0 or self.workers < 0:
             raise ValueError(f"{where}: gpu and workers must be >= 0, got {self.gpu} and {self.workers}")
         if self.precision not in PRECISIONS:

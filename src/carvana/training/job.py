@@ -213,12 +213,17 @@ def train(
     )
     # its own callback: save_last=True above writes last.ckpt only in an epoch that beats the
     # best, so a killed job would go back to its best epoch, not its last
-    every_epoch = ModelCheckpoint(
-        dirpath=paths.checkpoint_dir, filename="last", save_top_k=1, enable_version_counter=False
+    every_epoch = ModelCheckpoint(  # at every epoch's end, scored or not
+        dirpath=paths.checkpoint_dir,
+        filename="last",
+        save_top_k=1,
+        enable_version_counter=False,
+        save_on_train_epoch_end=True,
     )
     steps = max(1, (len(sampler) if sampler else len(images.train)) // spec.batch_size)
     trainer = L.Trainer(
         max_epochs=spec.epochs,
+        check_val_every_n_epoch=spec.validate_every,
         accelerator=device.accelerator,
         devices=device.devices,
         precision=device.precision,  # type: ignore[arg-type]
