@@ -90,6 +90,10 @@ def test_json_round_trip_keeps_every_setting() -> None:
             r"validate_every 4 does not divide epochs 10, so the last epoch would not be scored",
         ),
         (
+            {"arch": "unet1024", "input_size": [64, 64], "steps_per_epoch": 0},
+            r"steps_per_epoch must be at least 1, got 0",
+        ),
+        (
             {"arch": "unet", "input_size": [64, 64], "tile_size": [188, 188], "dropout": 1.5},
             r"dropout is a rate in \[0, 1\), got 1.5",
         ),

@@ -246,12 +246,15 @@ def test_a_job_killed_while_saving_resumes_at_the_epoch_after_its_last_checkpoin
     assert pd.read_csv(paths.metrics_path)["epoch"].tolist() == [1, 2, 3, 4]
 
 
-def test_held_out_images_scored_every_second_epoch_and_a_checkpoint_every_epoch(
+def test_held_out_images_scored_every_second_epoch_two_steps_each_and_a_checkpoint_every_epoch(
     tiny_dataset, folds_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """validate_every 2 of 4 epochs: the held-out Dice of epochs 2 and 4 alone, weights.pt from
-    one of them, and last.ckpt written at the end of each of the 4 epochs (a kill loses one)."""
+    one of them, and last.ckpt written at the end of each of the 4 epochs (a kill loses one).
+    steps_per_epoch 2: two batches of the fold's training images per epoch, eight in all."""
     import lightning.pytorch.callbacks.model_checkpoint as model_checkpoint
+
+    from carvana.training.task import SegmentationTask
 
     saved: list[str] = []
     save = model_checkpoint.ModelCheckpoint._save_checkpoint
@@ -260,8 +263,19 @@ def test_held_out_images_scored_every_second_epoch_and_a_checkpoint_every_epoch(
         saved.append(Path(filepath).name)
         save(self, trainer, filepath)  # type: ignore[arg-type]
 
+    steps: list[int] = []
+    step = SegmentationTask.training_step
+
+    def counting_steps(
+        self: SegmentationTask, batch: tuple[torch.Tensor, torch.Tensor], index: int
+    ) -> torch.Tensor:
+        steps.append(index)
+        return step(self, batch, index)
+
     monkeypatch.setattr(model_checkpoint.ModelCheckpoint, "_save_checkpoint", counting)
-    spec = ModelSpec.from_entry("tiny", {**TINY_UNET1024, "epochs": 4, "validate_every": 2})
+    monkeypatch.setattr(SegmentationTask, "training_step", counting_steps)
+    entry = {**TINY_UNET1024, "epochs": 4, "validate_every": 2, "steps_per_epoch": 2}
+    spec = ModelSpec.from_entry("tiny", entry)
     paths = TrainPaths(tiny_dataset.data_dir, folds_path, tmp_path / "fold0")
     summary = train(spec, 0, paths)
     metrics = pd.read_csv(paths.metrics_path)
@@ -271,3 +285,4 @@ def test_held_out_images_scored_every_second_epoch_and_a_checkpoint_every_epoch(
     assert summary["best_epoch"] in (2, 4)
     assert torch.load(paths.weights_path, weights_only=False)["epoch"] == summary["best_epoch"]
     assert saved.count("last.ckpt") == 4 and 1 <= saved.count("best.ckpt") <= 2
+    assert steps == [0, 1] * 4  # the fold has more than 2 batches: len(images.train) // 4 > 2

@@ -149,6 +149,8 @@ class ModelSpec:
     under other values of them is resumed (:meth:`recipe_json`).
     ``validate_every``: score the held-out images every this many epochs (it divides ``epochs``,
     so that the last epoch is scored); the best of the scored epochs becomes weights.pt.
+    ``steps_per_epoch``: at most this many batches per epoch (None: the whole training set), for a
+    quick run at full size that proves the sizes, not the learning.
     ``dropout``: unet only, the paper's dropout at the end of the contracting path; a config that
     leaves it out gets 0.5 at width 1 and none at a reduced width (:meth:`from_entry`).
     """
@@ -164,6 +166,7 @@ class ModelSpec:
     pretrained: bool = False
     epochs: int = 10
     validate_every: int = 1
+    steps_per_epoch: int | None = None
     batch_size: int = 8
     scheduler: str = "cosine"
     loss: LossSpec = field(default_factory=LossSpec)
@@ -204,6 +207,8 @@ class ModelSpec:
         for key in ("epochs", "batch_size", "threads", "validate_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{where}: {key} must be at least 1, got {getattr(self, key)}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"{where}: steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
         if self.epochs % self.validate_every:
             raise ValueError(
                 f"{where}: validate_every {self.validate_every} does not divide epochs {self.epochs}, so the "

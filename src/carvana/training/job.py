@@ -221,9 +221,12 @@ def train(
         save_on_train_epoch_end=True,
     )
     steps = max(1, (len(sampler) if sampler else len(images.train)) // spec.batch_size)
+    if spec.steps_per_epoch is not None:
+        steps = min(steps, spec.steps_per_epoch)
     trainer = L.Trainer(
         max_epochs=spec.epochs,
         check_val_every_n_epoch=spec.validate_every,
+        limit_train_batches=spec.steps_per_epoch or 1.0,
         accelerator=device.accelerator,
         devices=device.devices,
         precision=device.precision,  # type: ignore[arg-type]
