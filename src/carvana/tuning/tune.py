@@ -36,7 +36,7 @@ from carvana.atomic import atomic_path, write_text
 from carvana.layout import DatasetPaths
 from carvana.prediction.weights import job_name, model_weights
 from carvana.tuning.ablation import Step, ablation_table
-from carvana.tuning.blend import Choice, blend_scales, choose_blend, nested_choice, simplex_grid
+from carvana.tuning.blend import Choice, choose_blend, nested_choice, simplex_grid
 from carvana.tuning.flags import FlagRule, edge_warnings, flag_jobs
 from carvana.tuning.scan import BlendGroup, Images, ScanPlan, oof_path, scan
 from carvana.tuning.threshold import ThresholdGrid, best_threshold
@@ -53,17 +53,6 @@ class TunePaths:
 
     def oof_path(self, model: str, fold: int, img: str, folder: str = "oof") -> Path:
         return oof_path(self.models_dir, model, fold, img, folder)
-
-
-def ensemble_levels(
-    maps: list[npt.NDArray[np.uint8]], scale: npt.NDArray[np.float64]
-) -> npt.NDArray[np.uint16]:
-    """The ensemble's map in steps of 1 / (255 * len(maps)) from the models' uint8 maps: with
-    equal weights the exact sum, otherwise the weighted sum rounded to the step."""
-    total = np.zeros(maps[0].shape, dtype=np.float64)
-    for probability, factor in zip(maps, scale, strict=True):
-        total += factor * probability
-    return np.rint(total).astype(np.uint16)  # up to 257 models of 255
 
 
 @dataclass(frozen=True)
@@ -355,19 +344,6 @@ def _step(name: str, tuned: Tuned, thresholds: npt.NDArray[np.float64], compared
     return Step(
         name, tuned.at_tuned(), tuned.at_half(), float(thresholds[tuned.column]), compared_with, weights
     )
-
-
-def image_levels(
-    maps: list[npt.NDArray[np.uint8] | None], weights: list[float]
-) -> tuple[npt.NDArray[np.uint16], int]:
-    """One image's ensemble map in levels, as tuning scores it: the present maps (None: a network
-    left out) blended by ``weights``; returns the levels and their scale (255 x models)."""
-    present = np.array([probability is not None for probability in maps])
-    (scale,) = blend_scales(np.array([weights], dtype=np.float64), present)
-    if np.isnan(scale).any():
-        raise ValueError("every network with a weight is left out of this image's blend")
-    levels = ensemble_levels([m for m in maps if m is not None], scale)
-    return levels, 255 * len(maps)
 
 
 def plot_curves(
