@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from carvana import rle
-from carvana.tuning.tune import TunePaths
+from carvana.tuning.oof_set import TunePaths
 
 IMAGES = {
     "aaaaaaaaaaaa_01.jpg": 0,

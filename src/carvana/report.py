@@ -30,9 +30,10 @@ from carvana.atomic import atomic_path, write_text
 from carvana.data.images import read_image
 from carvana.layout import DatasetPaths
 from carvana.prediction.weights import job_name
+from carvana.tuning.blend import image_levels
+from carvana.tuning.oof_set import ENSEMBLE
 from carvana.tuning.scan import oof_path, read_oof
 from carvana.tuning.threshold import first_level
-from carvana.tuning.tune import ENSEMBLE, image_levels
 
 TRUTH_COLOUR = (0, 255, 0)  # RGB: the true mask's outline
 MISSED_COLOUR = (255, 0, 255)  # truth the prediction missed

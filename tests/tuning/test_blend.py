@@ -14,8 +14,9 @@ import pytest
 from carvana.tuning.ablation import Step, ablation_table
 from carvana.tuning.blend import blend_curves, choose_blend, nested_choice, simplex_grid
 from carvana.tuning.flags import FlagRule, edge_warnings, flag_jobs
+from carvana.tuning.oof_set import ENSEMBLE
 from carvana.tuning.threshold import ThresholdGrid
-from carvana.tuning.tune import ENSEMBLE, tune
+from carvana.tuning.tune import tune
 from oof_sets import IMAGES, oof_set
 
 

@@ -14,9 +14,10 @@ import pytest
 from carvana import rle
 from carvana.tuning import scan as scan_module
 from carvana.tuning.blend import blend_curves
+from carvana.tuning.oof_set import TunePaths
 from carvana.tuning.scan import map_curve
 from carvana.tuning.threshold import ThresholdGrid
-from carvana.tuning.tune import TunePaths, tune
+from carvana.tuning.tune import tune
 from oof_sets import IMAGES, oof_set
 
 

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from carvana.metrics import dice
+from carvana.tuning.oof_set import ENSEMBLE, TunePaths, oof_dice
 from carvana.tuning.threshold import ThresholdGrid, best_threshold, dice_at_thresholds, value_counts
-from carvana.tuning.tune import ENSEMBLE, TunePaths, oof_dice, tune
+from carvana.tuning.tune import tune
 from oof_sets import IMAGES, oof_set
 
 

@@ -15,11 +15,12 @@ the gain on the images the weights were chosen on, with its fold-to-fold spread.
 nested gain is within that spread, equal weights are as good.
 
 Each image's ensemble map is held in levels of 1 / (255 x models), as tuning scores it
-(``carvana.tuning.tune.ensemble_levels``). A network left out (a model's fold that learnt
-nothing) is missing from the maps of its fold's images; the remaining models' weights are scaled
-up to fill its share there, as prediction's weighted mean does over the networks it has. Pixels
-where every present map has the same value have that value in every blend, so each blend only
-recomputes the others (the edges of the car, a few percent of the image).
+(``ensemble_levels``; ``image_levels`` draws one image's map so, for the report). A network left
+out (a model's fold that learnt nothing) is missing from the maps of its fold's images; the
+remaining models' weights are scaled up to fill its share there, as prediction's weighted mean
+does over the networks it has. Pixels where every present map has the same value have that
+value in every blend, so each blend only recomputes the others (the edges of the car, a few
+percent of the image).
 """
 
 from __future__ import annotations
@@ -76,6 +77,30 @@ def blend_scales(points: FloatArray, present: npt.NDArray[np.bool_]) -> FloatArr
         scales: FloatArray = weights * (points.shape[1] / totals)
     scales[totals[:, 0] == 0] = np.nan
     return scales
+
+
+def ensemble_levels(
+    maps: list[npt.NDArray[np.uint8]], scale: npt.NDArray[np.float64]
+) -> npt.NDArray[np.uint16]:
+    """The ensemble's map in steps of 1 / (255 * len(maps)) from the models' uint8 maps: with
+    equal weights the exact sum, otherwise the weighted sum rounded to the step."""
+    total = np.zeros(maps[0].shape, dtype=np.float64)
+    for probability, factor in zip(maps, scale, strict=True):
+        total += factor * probability
+    return np.rint(total).astype(np.uint16)  # up to 257 models of 255
+
+
+def image_levels(
+    maps: list[npt.NDArray[np.uint8] | None], weights: list[float]
+) -> tuple[npt.NDArray[np.uint16], int]:
+    """One image's ensemble map in levels, as tuning scores it: the present maps (None: a network
+    left out) blended by ``weights``; returns the levels and their scale (255 x models)."""
+    present = np.array([probability is not None for probability in maps])
+    (scale,) = blend_scales(np.array([weights], dtype=np.float64), present)
+    if np.isnan(scale).any():
+        raise ValueError("every network with a weight is left out of this image's blend")
+    levels = ensemble_levels([m for m in maps if m is not None], scale)
+    return levels, 255 * len(maps)
 
 
 def blend_curves(

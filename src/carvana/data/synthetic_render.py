@@ -1,0 +1,210 @@
+"""One view of a generated car, photographed on its turntable: the image and its true mask.
+
+The car (``carvana.data.synthetic_car``) turns on a turntable, photographed in 16 views 22.5
+degrees apart by a camera a little above it, as in the competition's studio. What makes it hard,
+on purpose:
+
+- a soft shadow under the car and a turntable edge on the floor: dark, and outside the mask;
+- backgrounds whose colour sometimes matches the car's (white car in a white studio);
+- thin parts (mirrors, a one-pixel antenna) and anti-aliased edges, so the threshold matters;
+- glare that brightens the body to the background's colour, sensor noise and JPEG artefacts
+  (the JPEG compression is the writer's, ``carvana.data.synthetic``).
+
+Rendering is done at a supersampled scale with hard polygons, then area-downsampled: the image gets
+smooth edges and the mask is "more than half of the pixel is car", as a human labeller would draw.
+Every random draw comes from the generator passed in, so a view is deterministic for its seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from carvana.data.synthetic_car import CarModel, FloatArray
+from carvana.layout import VIEWS_PER_CAR
+
+
+def render_view(
+    car: CarModel, view: int, image_size: tuple[int, int], rng: np.random.Generator
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """Render view 1..16 of a car: (RGB uint8 (height, width, 3), mask uint8 (height, width) 0/1).
+
+    The image is returned before JPEG compression.
+    """
+    height, width = image_size
+    ss = max(1, min(4, math.ceil(640 / height)))  # supersampling factor
+    big_h, big_w = height * ss, width * ss
+    yaw = math.radians(car.yaw_offset_deg + (view - 1) * 360.0 / VIEWS_PER_CAR)
+    elevation = math.radians(car.elevation_deg)
+    scale = 0.8 * big_w / car.length  # pixels per metre: a side view fills 80% of the width
+    centre_u = big_w * rng.uniform(0.48, 0.52)
+    ground_v = big_h * rng.uniform(0.74, 0.80)
+
+    def project(points: FloatArray) -> tuple[npt.NDArray[np.int32], float]:
+        x, y, z = points[:, 0], points[:, 1], points[:, 2]
+        xr = x * math.cos(yaw) - y * math.sin(yaw)
+        yr = x * math.sin(yaw) + y * math.cos(yaw)
+        u = centre_u + scale * xr
+        v = ground_v - scale * (z * math.cos(elevation) + yr * math.sin(elevation))
+        return np.stack([u, v], axis=1).round().astype(np.int32), float(yr.mean())
+
+    canvas = _studio(car, big_h, big_w, ground_v, rng)
+    canvas = _shadow(canvas, car, project, rng)
+    car_layer = np.zeros_like(canvas)
+    mask = np.zeros((big_h, big_w), np.uint8)
+
+    parts = _parts(car)
+    projected = [(project(points), colour) for points, colour in parts]
+    projected.sort(key=lambda item: -item[0][1])  # far parts first
+    for (uv, _depth), colour in projected:
+        hull = cv2.convexHull(uv)
+        cv2.fillConvexPoly(car_layer, hull, colour.tolist(), lineType=cv2.LINE_8)
+        cv2.fillConvexPoly(mask, hull, 1, lineType=cv2.LINE_8)
+    if car.has_antenna:
+        x0, x1 = car.cabin[2] + 0.15, car.cabin[2] - 0.25
+        (a, b), _ = project(np.array([[x0, 0.0, car.roof], [x1, 0.0, car.roof + 0.55]]))
+        thickness = max(1, round(ss * rng.uniform(0.6, 1.0)))
+        cv2.line(car_layer, tuple(a.tolist()), tuple(b.tolist()), (25, 25, 25), thickness)
+        cv2.line(mask, tuple(a.tolist()), tuple(b.tolist()), 1, thickness)
+
+    car_layer = _shade_and_glare(car_layer, mask, rng)
+    alpha = mask[..., None].astype(np.float32)
+    composite = canvas * (1 - alpha) + car_layer * alpha
+    small = np.asarray(cv2.resize(composite, (width, height), interpolation=cv2.INTER_AREA), np.float32)
+    coverage = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    noise = rng.normal(0.0, rng.uniform(1.5, 4.0), small.shape).astype(np.float32)
+    image = np.clip(small + noise, 0, 255).astype(np.uint8)
+    return image, (coverage > 0.5).astype(np.uint8)
+
+
+def _box(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> FloatArray:
+    return np.array([(a, b, c) for a in x for b in y for c in z], dtype=np.float64)
+
+
+def _parts(car: CarModel) -> list[tuple[FloatArray, FloatArray]]:
+    """Convex 3-D point sets of the car's parts with their colours (RGB floats)."""
+    half_l, half_w = car.length / 2, car.width / 2
+    bevel = car.hood_bevel
+    body_points = []
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            body_points += [
+                (sx * half_l, sy * half_w, car.clearance + 0.05),
+                (sx * (half_l - 0.08), sy * half_w, car.clearance),
+                (sx * half_l, sy * half_w, car.belt - bevel),
+                (sx * (half_l - 2.5 * bevel), sy * half_w * 0.97, car.belt),
+            ]
+    body = np.array(body_points)
+    rear, front, roof_rear, roof_front = car.cabin
+    cabin_w = half_w * 0.86
+    cabin = np.array(
+        [(x, s * cabin_w, car.belt) for x in (rear, front) for s in (-1, 1)]
+        + [(x, s * cabin_w * 0.85, car.roof - 0.05) for x in (roof_rear, roof_front) for s in (-1, 1)]
+    )
+    roof_cap = np.array(
+        [
+            (x, s * cabin_w * 0.85, z)
+            for x in (roof_rear - 0.03, roof_front + 0.03)
+            for s in (-1, 1)
+            for z in (car.roof - 0.08, car.roof)
+        ]
+    )
+    glass = np.array([40.0, 48.0, 58.0])
+    dark = np.array([22.0, 22.0, 24.0])
+    rim = np.array([150.0, 152.0, 156.0])
+    parts: list[tuple[FloatArray, FloatArray]] = [
+        (body, car.paint),
+        (cabin, glass),
+        (roof_cap, car.paint * 0.97),
+    ]
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    circle = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    for x in (-car.wheelbase / 2, car.wheelbase / 2):
+        for s in (-1, 1):
+            tyre = [
+                (x + car.wheel_radius * cx, s * y, car.wheel_radius * (1 + cz))
+                for cx, cz in circle
+                for y in (half_w * 0.80, half_w * 0.98)
+            ]
+            hub = [
+                (x + 0.6 * car.wheel_radius * cx, s * half_w * 1.0, car.wheel_radius * (1 + 0.6 * cz))
+                for cx, cz in circle
+            ]
+            parts.append((np.array(tyre), dark))
+            parts.append((np.array(hub), rim))
+    mirror_x = front - 0.05
+    for s in (-1, 1):
+        mirror = _box(
+            (mirror_x - 0.12, mirror_x),
+            tuple(sorted((s * half_w * 0.92, s * (half_w + 0.16)))),
+            (car.belt + 0.02, car.belt + 0.14),
+        )
+        parts.append((mirror, car.paint * 0.9))
+    return parts
+
+
+def _studio(
+    car: CarModel, height: int, width: int, horizon_ratio_v: float, rng: np.random.Generator
+) -> npt.NDArray[np.float32]:
+    """Backdrop: a wall with a vertical gradient above a floor, and a turntable edge on the floor."""
+    horizon = int(horizon_ratio_v - rng.uniform(0.18, 0.28) * height)
+    rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    wall = car.wall.astype(np.float32) * (1.04 - 0.08 * rows)
+    floor = car.floor.astype(np.float32) * (0.95 + 0.08 * rows)
+    canvas = np.where(np.arange(height)[:, None, None] < horizon, wall, floor)
+    canvas = np.broadcast_to(canvas, (height, width, 3)).astype(np.float32).copy()
+    centre = (int(width * rng.uniform(0.45, 0.55)), int(horizon_ratio_v))
+    axes = (int(width * rng.uniform(0.42, 0.5)), int(height * rng.uniform(0.07, 0.11)))
+    ring = (car.floor * rng.uniform(0.88, 0.96)).tolist()
+    cv2.ellipse(canvas, centre, axes, 0, 0, 360, ring, thickness=-1)
+    return canvas
+
+
+def _shadow(
+    canvas: npt.NDArray[np.float32],
+    car: CarModel,
+    project: Callable[[FloatArray], tuple[npt.NDArray[np.int32], float]],
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float32]:
+    """Darken the floor under the car with a soft shadow (outside the mask)."""
+    height, width = canvas.shape[:2]
+    half_l, half_w = car.length / 2 * 1.08, car.width / 2 * 1.15
+    footprint = np.array([(sx * half_l, sy * half_w, 0.0) for sx in (-1, 1) for sy in (-1, 1)])
+    (uv, _depth) = project(footprint)
+    small = 4
+    shade = np.zeros((height // small + 1, width // small + 1), np.float32)
+    cv2.fillConvexPoly(shade, cv2.convexHull(uv // small), 1.0)
+    sigma = max(1.0, 0.03 * width / small)
+    shade = cv2.GaussianBlur(shade, (0, 0), sigma)
+    shade = cv2.resize(shade, (width, height), interpolation=cv2.INTER_LINEAR)
+    strength = np.float32(rng.uniform(0.35, 0.6))
+    shaded: npt.NDArray[np.float32] = canvas * (1 - strength * shade[..., None])
+    return shaded
+
+
+def _shade_and_glare(
+    car_layer: npt.NDArray[np.float32], mask: npt.NDArray[np.uint8], rng: np.random.Generator
+) -> npt.NDArray[np.float32]:
+    """Light the car from above (brighter top, darker sills) and add blurred specular glare."""
+    height, width = mask.shape
+    rows, cols = np.nonzero(mask)
+    top, bottom = rows.min(), rows.max()
+    left, right = cols.min(), cols.max()
+    ramp = np.ones(height, np.float32)
+    span = max(1, bottom - top)
+    ramp[top : bottom + 1] = 1.12 - 0.3 * np.linspace(0, 1, bottom - top + 1, dtype=np.float32)
+    lit = car_layer * ramp[:, None, None]
+    glare = np.zeros((height, width), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        centre = (int(rng.uniform(left, right)), int(top + rng.uniform(0.15, 0.55) * span))
+        axes = (int(rng.uniform(0.05, 0.18) * (right - left)) + 1, int(rng.uniform(0.02, 0.06) * span) + 1)
+        cv2.ellipse(
+            glare, centre, axes, float(rng.uniform(-15, 15)), 0, 360, float(rng.uniform(0.5, 1.0)), -1
+        )
+    glare = np.asarray(cv2.GaussianBlur(glare, (0, 0), max(1.0, 0.01 * width)), dtype=np.float32)
+    glare = glare[..., None]
+    return np.clip(lit * (1 - glare) + 252.0 * glare, 0, 255)
