@@ -42,7 +42,7 @@ CODE_DIRS = ("src", "workflow")
 
 CODE_SPAN = re.compile(r"`((?:[^`\n]|\n(?![ \t]*\n))+)`")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-MAKE = re.compile(r"\bmake ([a-z][\w-]*)")
+MAKE = re.compile(r"\bmake\s+([a-z][\w-]*)")
 PATH_WORD = re.compile(r"[\w.\-/<>*~$]+")
 
 
