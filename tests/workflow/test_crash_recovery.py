@@ -1,6 +1,6 @@
 """A run killed mid-way, as a crash or a lost node kills it (SIGKILL to Snakemake and its jobs),
-then the README's two recovery commands: finished work is kept, a training job resumes from its
-last checkpoint, and only the prediction shards that were not finished run again.
+then the two recovery commands of docs/running.md: finished work is kept, a training job resumes
+from its last checkpoint, and only the prediction shards that were not finished run again.
 
 The kill lands at a known point however slow the machine: the killed run holds one chosen write
 (``hold_at_write``: a file whole beside its target, not yet renamed into place) until it is killed,
@@ -153,7 +153,7 @@ def _kill(run: subprocess.Popen[bytes]) -> None:
 
 
 def _recover(work: Path) -> str:
-    """What the README says to run after a crash (on this machine's 2 cores); returns what the
+    """What docs/running.md says to run after a crash (on this machine's 2 cores); returns what the
     second command printed."""
     snakemake(work, "--unlock")
     result = snakemake(work, "--cores", "2", "--rerun-incomplete")
