@@ -194,3 +194,19 @@ def test_the_readme_links_every_page_of_docs() -> None:
     assert len(pages) >= 2, f"docs/ holds {len(pages)} pages: the glob found too few to check"
     unlinked = [rel(page) for page in pages if page.resolve() not in linked]
     assert not unlinked, f"README.md does not link {', '.join(unlinked)}"
+
+
+def test_the_code_layout_lists_every_module_and_rule_file() -> None:
+    """docs/development.md's layout has a row for each module of src/ and benchmarks/ and each
+    rule file: a module added without its row fails here, so the map cannot fall behind."""
+    layout = (DOCS_DIR / "development.md").read_text()
+    listed = set(re.findall(r"^\| `([^`]+)` \|", layout, re.MULTILINE))
+    files = [
+        *ROOT.glob("src/carvana/**/*.py"),
+        *ROOT.glob("benchmarks/**/*.py"),
+        *ROOT.glob("workflow/rules/*.smk"),
+    ]
+    expected = {rel(path) for path in files if path.name != "__init__.py"}
+    assert len(expected) > 60, f"found {len(expected)} modules and rule files: the globs missed some"
+    unlisted = sorted(expected - listed)
+    assert not unlisted, f"docs/development.md's layout has no row for: {', '.join(unlisted)}"
