@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from carvana.competition import COMPETITION
 from carvana.layout import DatasetPaths
 
 if TYPE_CHECKING:
     from carvana.models.spec import ModelSpec
 
 
-COMPETITION = "carvana-image-masking-challenge"
 WEIGHT_HELP = "MODEL=W: that model's ensemble weight (1 when left out); repeat for each"
 
 

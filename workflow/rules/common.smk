@@ -8,12 +8,12 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from carvana.config import check_config
-from carvana.layout import (
+from carvana.competition import (
     COMPETITION_SIZE,
     COMPETITION_TEST_IMAGES,
     COMPETITION_TRAIN_IMAGES,
-    scaled_size,
 )
+from carvana.layout import scaled_size
 from carvana.data.kaggle import archive_names
 from carvana.job_shell import shell_prefix
 from carvana.models.pretrained import files_by_key

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from secrets import token_hex
 
-COMPETITION = "carvana-image-masking-challenge"
+from carvana.competition import COMPETITION
+
 TOKEN_PAGE = "https://www.kaggle.com/settings"
 CLI_TIMEOUT_S = 6 * 3600  # the HQ test archive alone is tens of GB
 SUBMITTED = "Successfully submitted"
