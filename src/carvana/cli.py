@@ -51,7 +51,8 @@ def _import_local(args: argparse.Namespace) -> None:
 
 
 def _download(args: argparse.Namespace) -> None:
-    from carvana.data.kaggle import KaggleCLI, download
+    from carvana.data.download import download
+    from carvana.kaggle.client import KaggleCLI
 
     download(KaggleCLI(args.competition), args.file, args.archive_dir)
 
@@ -60,8 +61,8 @@ def _submit(args: argparse.Namespace) -> None:
     import json
 
     from carvana.atomic import write_text
-    from carvana.data.kaggle import (
-        KaggleCLI,
+    from carvana.kaggle.client import KaggleCLI
+    from carvana.kaggle.submissions import (
         ScoreWait,
         score_message,
         submit,
@@ -698,8 +699,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], None] = args.run
-    from carvana.data.kaggle import KaggleError
     from carvana.failures import JobError
+    from carvana.kaggle.client import KaggleError
     from carvana.models.pretrained import PretrainedError
 
     try:

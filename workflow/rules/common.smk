@@ -14,7 +14,7 @@ from carvana.competition import (
     COMPETITION_TRAIN_IMAGES,
 )
 from carvana.layout import scaled_size
-from carvana.data.kaggle import archive_names
+from carvana.data.download import archive_names
 from carvana.job_shell import shell_prefix
 from carvana.models.pretrained import files_by_key
 from carvana.models.spec import ARCH_MODULES
