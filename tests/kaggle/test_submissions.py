@@ -172,6 +172,7 @@ def _submit_through_the_cli(
             f"--thresholds-path={thresholds}",
             f"--receipt-path={receipt_path}",
             "--config=competition.yaml",
+            "--dataset=kaggle",
             f"--score-wait-s={wait_s}",
             f"--score-poll-s={poll_s}",
         ]

@@ -266,22 +266,22 @@ def model_json(wildcards):
     return MODELS[wildcards.model].to_json()
 
 
-def stage_code(handler):
-    """The digest of the code a stage runs (CLI handler ``handler`` and the modules it imports):
-    a params entry, so that editing that code reruns the stage and what follows it."""
-    return stage_digest(handler)
+def stage_code(stage):
+    """The digest of the code ``carvana <stage>`` runs (its module's run and the modules it
+    imports): a params entry, so that editing that code reruns the stage and what follows it."""
+    return stage_digest(stage)
 
 
 def train_code(wildcards):
     """The training code of this model: every other architecture's module is left out, so
     editing one network's source retrains that model only."""
-    return stage_digest("_train", ARCH_MODULES - {MODELS[wildcards.model].module})
+    return stage_digest("train", ARCH_MODULES - {MODELS[wildcards.model].module})
 
 
 def oof_code(wildcards):
     """The OOF maps' code for this model, every other architecture's module left out, as for
     training: editing one network's source remakes that model's maps only."""
-    return stage_digest("_oof", ARCH_MODULES - {MODELS[wildcards.model].module})
+    return stage_digest("oof", ARCH_MODULES - {MODELS[wildcards.model].module})
 
 
 # The ImageNet weight files the models start from, by key (vgg11, smp-<encoder>): one fetch each.

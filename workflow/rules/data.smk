@@ -15,7 +15,7 @@ if config["dataset"] == "synthetic":
             ENV
         threads: 2
         params:
-            code=stage_code("_synthesize"),
+            code=stage_code("synthesize"),
             data_dir=data_dir_of_output,
             args=synthesize_args(),
         shell:
@@ -34,11 +34,11 @@ elif config["dataset"] == "local":
         conda:
             ENV
         params:
-            code=stage_code("_import_local"),
+            code=stage_code("import-files"),
             data_dir=data_dir_of_output,
             args=import_local_args(),
         shell:
-            "carvana logged --log {log} -- carvana import-local --data-dir {params.data_dir} {params.args}"
+            "carvana logged --log {log} -- carvana import-files --data-dir {params.data_dir} {params.args}"
 
 elif config["dataset"] == "kaggle":
 
@@ -73,12 +73,12 @@ elif config["dataset"] == "kaggle":
         conda:
             ENV
         params:
-            code=stage_code("_import_local"),
+            code=stage_code("import-files"),
             data_dir=data_dir_of_output,
             archive_dir=archive_dir_of_input,
             args=import_kaggle_args(),
         shell:
-            "carvana logged --log {log} -- carvana import-local --source-dir {params.archive_dir} --data-dir {params.data_dir}"
+            "carvana logged --log {log} -- carvana import-files --source-dir {params.archive_dir} --data-dir {params.data_dir}"
             "{params.args}"
 
 
@@ -95,7 +95,7 @@ rule validate_data:
         ENV
     threads: 2
     params:
-        code=stage_code("_validate_data"),
+        code=stage_code("validate-data"),
         data_dir=data_dir_of_input,
         args=validate_data_args(),
     shell:

@@ -15,7 +15,7 @@ rule make_folds:
     conda:
         ENV
     params:
-        code=stage_code("_make_folds"),
+        code=stage_code("make-folds"),
         data_dir=data_dir_of_input,
         args=make_folds_args(),
     shell:

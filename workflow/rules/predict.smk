@@ -23,7 +23,7 @@ rule predict:
     resources:
         gpu=predict_gpus(),
     params:
-        code=stage_code("_predict"),
+        code=stage_code("predict"),
         gpus=predict_gpus(),
         data_dir=data_dir_of_sample_submission,
         shard=shard_args,

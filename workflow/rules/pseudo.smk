@@ -27,7 +27,7 @@ rule pseudo_labels:
     resources:
         gpu=predict_gpus(),
     params:
-        code=stage_code("_pseudo_labels"),
+        code=stage_code("pseudo-labels"),
         gpus=predict_gpus(),
         data_dir=data_dir_of_sample_submission,
         shard=shard_args,
@@ -51,7 +51,7 @@ rule pseudo_labels_table:
     conda:
         ENV
     params:
-        code=stage_code("_pseudo_labels_table"),
+        code=stage_code("pseudo-labels-table"),
         data_dir=data_dir_of_sample_submission,
     shell:
         "carvana logged --log {log} -- carvana pseudo-labels-table --shard-dir {input.shards} --data-dir {params.data_dir} "
@@ -74,7 +74,7 @@ rule pseudo_rounds:
     conda:
         ENV
     params:
-        code=stage_code("_pseudo_rounds"),
+        code=stage_code("pseudo-rounds"),
         rounds=round_dirs_of_input,
     shell:
         "carvana logged --log {log} -- carvana pseudo-rounds --round-dir {params.rounds} --out-path {output.table}"

@@ -36,7 +36,7 @@ rule report_figures:
     conda:
         ENV
     params:
-        code=stage_code("_report_figures"),
+        code=stage_code("report-figures"),
         data_dir=data_dir_of_input,
         models_dir=models_dir_of_input,
         tuning_dir=folder_of_input_thresholds,

@@ -16,7 +16,7 @@ rule submission:
     conda:
         ENV
     params:
-        code=stage_code("_submission"),
+        code=stage_code("submission"),
         data_dir=data_dir_of_sample_submission,
     shell:
         "carvana logged --log {log} -- carvana submission --shard-path {input.shards} --data-dir {params.data_dir} "
@@ -37,7 +37,7 @@ rule validate_submission:
     conda:
         ENV
     params:
-        code=stage_code("_validate_submission"),
+        code=stage_code("validate-submission"),
         data_dir=data_dir_of_sample_submission,
     shell:
         "carvana logged --log {log} -- carvana validate-submission --submission-path {input.submission} --data-dir {params.data_dir} "
@@ -61,7 +61,7 @@ if config["dataset"] == "synthetic":
         conda:
             ENV
         params:
-            code=stage_code("_score"),
+            code=stage_code("score"),
             data_dir=data_dir_of_sample_submission,
         shell:
             "carvana logged --log {log} -- carvana score --submission-path {input.submission} --truth-path {input.truth} "

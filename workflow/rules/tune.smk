@@ -34,7 +34,7 @@ rule tune_threshold:
         ENV
     threads: config["tune"]["threads"]
     params:
-        code=stage_code("_tune_threshold"),
+        code=stage_code("tune-threshold"),
         data_dir=data_dir_of_input,
         models_dir=models_dir_of_input,
         out_dir=folder_of_thresholds,
