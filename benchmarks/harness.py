@@ -35,7 +35,8 @@ from benchmarks.weights import config_weights, random_weights
 from carvana import rle
 from carvana.competition import COMPETITION_SIZE, COMPETITION_SIZE_TEXT
 from carvana.data.images import read_image
-from carvana.data.synthetic import SyntheticSpec, generate, random_car, render_view
+from carvana.data.synthetic import SyntheticSpec, generate
+from carvana.data.synthetic_car import random_car, render_view
 from carvana.layout import DatasetPaths, scaled_size
 from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec, model_specs

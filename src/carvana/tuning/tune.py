@@ -38,6 +38,7 @@ from carvana.prediction.weights import job_name, model_weights
 from carvana.tuning.ablation import Step, ablation_table
 from carvana.tuning.blend import Choice, blend_scales, choose_blend, nested_choice, simplex_grid
 from carvana.tuning.flags import FlagRule, edge_warnings, flag_jobs
+from carvana.tuning.plot import plot_curves
 from carvana.tuning.scan import BlendGroup, Images, ScanPlan, oof_path, scan
 from carvana.tuning.threshold import ThresholdGrid, best_threshold
 
@@ -306,6 +307,7 @@ def tune(
         thresholds,
         {member: tuned.curve[:, : len(thresholds)].mean(axis=0) for member, tuned in members.items()},
         chosen,
+        ENSEMBLE,
         paths.out_dir / "dice_vs_threshold.png",
     )
     write_text(paths.out_dir / "thresholds.json", json.dumps(result, indent=2) + "\n")
@@ -368,37 +370,3 @@ def image_levels(
         raise ValueError("every network with a weight is left out of this image's blend")
     levels = ensemble_levels([m for m in maps if m is not None], scale)
     return levels, 255 * len(maps)
-
-
-def plot_curves(
-    thresholds: npt.NDArray[np.float64],
-    mean_dice: dict[str, npt.NDArray[np.float64]],
-    chosen: dict[str, dict[str, float]],
-    path: Path,
-) -> None:
-    """Mean OOF Dice against threshold, one line per model and a bold one for the ensemble."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for member, curve in mean_dice.items():
-        bold = member == ENSEMBLE
-        axes.plot(
-            thresholds,
-            curve,
-            linewidth=2.5 if bold else 1.2,
-            color="black" if bold else None,
-            label=f"{member}: {chosen[member]['dice']:.4f} at {chosen[member]['threshold']:.2f}",
-        )
-    axes.axvline(chosen[ENSEMBLE]["threshold"], color="black", linestyle=":", linewidth=1)
-    axes.set_xlabel("threshold")
-    axes.set_ylabel("mean OOF Dice")
-    axes.set_title("Out-of-fold Dice against threshold")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="lower center", fontsize=8)
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
