@@ -33,11 +33,12 @@ from benchmarks.naive_predict import kernel_rle, naive_predict
 from benchmarks.timing import machine, synchronize, timed
 from benchmarks.weights import config_weights, random_weights
 from carvana import rle
+from carvana.competition import COMPETITION_SIZE, COMPETITION_SIZE_TEXT
 from carvana.data.images import read_image
 from carvana.data.synthetic import SyntheticSpec, generate
 from carvana.data.synthetic_car import random_car
 from carvana.data.synthetic_render import render_view
-from carvana.layout import COMPETITION_SIZE, DatasetPaths, scaled_size
+from carvana.layout import DatasetPaths, scaled_size
 from carvana.models.inference import mixed_precision_dtype
 from carvana.models.spec import ModelSpec, model_specs
 from carvana.prediction.ensemble import Ensemble, load_member, opencv_threads, read_member
@@ -51,7 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.harness", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "config.yaml", help="models, TTA, weights")
-    parser.add_argument("--image-scale", type=float, default=1.0, help="of 1918x1280; 0.5 for a quick run")
+    parser.add_argument(
+        "--image-scale", type=float, default=1.0, help=f"of {COMPETITION_SIZE_TEXT}; 0.5 for a quick run"
+    )
     parser.add_argument("--images", type=int, default=128, help="test images timed (whole cars of 16)")
     parser.add_argument("--folds", type=int, default=1, help="networks per model in the ensemble")
     parser.add_argument("--train-steps", type=int, default=3, help="timed training steps per model")
@@ -337,7 +340,7 @@ def print_table(figures: dict[str, Any]) -> None:
     ]
     r = figures["rle"]
     rows += [
-        ("RLE encode 1918x1280", f"{r['encode_us']:.0f} us (target <= 1000)"),
+        (f"RLE encode {COMPETITION_SIZE_TEXT}", f"{r['encode_us']:.0f} us (target <= 1000)"),
         ("  of which the string", f"{r['string_share']:.0%}"),
         ("  kernel encoder", f"{r['kernel_us']:.0f} us ({r['kernel_over_encode']:.1f}x)"),
     ]

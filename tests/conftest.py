@@ -49,3 +49,11 @@ def folds_path(tiny_dataset: TinyDataset, tmp_path_factory: pytest.TempPathFacto
     path = tmp_path_factory.mktemp("folds") / "folds.csv"
     make_folds(DatasetPaths(tiny_dataset.data_dir), FoldSpec(n_folds=3, seed=1), path)
     return path
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty HOME folder: no credentials or config of the machine's user reach the kaggle CLI."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import urllib.parse
 import zipfile
 from datetime import UTC, datetime
@@ -24,10 +25,17 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from carvana.data.kaggle import archive_names
+from carvana.data.download import archive_names
 from loopback import LoopbackServer
 
 SERVICE = "/api/v1/competitions.CompetitionApiService/"
+KEY = "f4k3k4gg13k3y0000000000000000000"  # recognisable, never to be printed
+
+
+def cli_environ(stub: KaggleStub, home: Path, **extra: str) -> dict[str, str]:
+    """The kaggle CLI's environment against ``stub``: this PATH, HOME ``home``, and ``extra``."""
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), **extra}
+    return stub.environ(base)
 
 
 def competition_archives(data_dir: Path) -> dict[str, bytes]:

@@ -21,7 +21,7 @@ def _synthesize_args(data: Path, truth: Path) -> list[str]:
 
 def test_every_stage_is_a_subcommand() -> None:
     help_text = build_parser().format_help()
-    for stage in ("synthesize", "import-local", "validate-data", "make-folds", "train", "models"):
+    for stage in ("synthesize", "import-files", "validate-data", "make-folds", "train", "models"):
         assert stage in help_text
 
 

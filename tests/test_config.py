@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from carvana.competition import COMPETITION
 from carvana.config import ConfigError, check_config, train_cars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +165,9 @@ def test_pretrained_weights_the_workflow_cannot_fetch_are_a_problem() -> None:
 def test_an_empty_mirror_url_is_a_problem() -> None:
     (problem,) = _problems(_config(pretrained_weights={"base_url": ""}))
     assert problem.startswith("pretrained_weights.base_url: '' should be non-empty")
+
+
+def test_the_schemas_competition_is_the_one_the_code_names() -> None:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["properties"]["kaggle"]["properties"]["competition"]["default"] == COMPETITION
+    assert COMPETITION == "carvana-image-masking-challenge"

@@ -289,3 +289,18 @@ def test_a_probe_in_progress_does_not_make_free_devices_look_busy(tmp_path: Path
     assert lease_ is not None and lease_.devices == ["1", "2"]  # type: ignore[attr-defined]
     lease_.release()  # type: ignore[attr-defined]
     held.release()
+
+
+def test_the_budget_notes_say_cpu_at_0_and_name_each_key_cut() -> None:
+    from carvana.gpus import budget_notes
+
+    asked = {"models.a.gpu": 2, "models.b.gpu": 1, "predict.gpu": 1}
+    assert budget_notes(0, asked) == ["note: gpu=0 (no GPU on this machine): network jobs run on the CPU"]
+    assert budget_notes(0, {"models.a.gpu": 0, "predict.gpu": 0}) == []
+    assert budget_notes(None, asked) == []  # a cluster: nothing caps the jobs
+    assert budget_notes(2, asked) == []
+    cut = budget_notes(1, asked)
+    assert cut == [
+        "warning: models.a.gpu asks for 2 GPUs per job but --resources gpu=1: those jobs get 1; "
+        "raise --resources gpu to give them all"
+    ]

@@ -25,6 +25,7 @@ from benchmarks.gpu_check.projection import projection, share
 from benchmarks.gpu_check.table import print_table
 from benchmarks.gpu_check.training import training
 from benchmarks.timing import machine
+from carvana.competition import COMPETITION_SIZE_TEXT
 from carvana.data.synthetic import SyntheticSpec, generate
 from carvana.layout import DatasetPaths, scaled_size
 from carvana.models.spec import model_specs
@@ -40,7 +41,10 @@ def main() -> None:
     )
     parser.add_argument("--config", type=Path, default=ROOT / "competition.yaml", help="models, folds, TTA")
     parser.add_argument(
-        "--image-scale", type=float, default=1.0, help="of 1918x1280, and of every model's size"
+        "--image-scale",
+        type=float,
+        default=1.0,
+        help=f"of {COMPETITION_SIZE_TEXT}, and of every model's size",
     )
     parser.add_argument(
         "--width", type=float, help="every network's channel multiplier (default: the config's)"

@@ -8,7 +8,7 @@ import heapq
 import math
 from typing import Any
 
-from carvana.layout import COMPETITION_TEST_IMAGES, COMPETITION_TRAIN_IMAGES
+from carvana.competition import COMPETITION_TEST_IMAGES, COMPETITION_TRAIN_IMAGES
 
 
 def projection(config: dict[str, Any], figures: dict[str, Any], devices: list[int]) -> dict[str, Any]:

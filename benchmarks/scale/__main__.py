@@ -18,6 +18,7 @@ import benchmarks.scale
 from benchmarks.scale.commands import cpu_stages, measure
 from benchmarks.scale.costs import disk_bytes, network_costs, writer_seconds
 from benchmarks.scale.sample import SHARDS, Sample
+from carvana.competition import COMPETITION_SIZE_TEXT
 from carvana.layout import scaled_size
 from carvana.models.spec import model_specs
 from carvana.prediction.tta import TTASpec
@@ -42,7 +43,7 @@ def main() -> None:
         "--image-scale",
         type=float,
         default=1.0,
-        help="of 1918x1280: a smaller sample, its figures not the cost",
+        help=f"of {COMPETITION_SIZE_TEXT}: a smaller sample, its figures not the cost",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "results/scale.json")
     args = parser.parse_args()

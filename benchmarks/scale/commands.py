@@ -107,7 +107,7 @@ def measure(small: Sample, large: Sample, config: dict[str, Any], rows: int, roo
     commands: dict[str, tuple[Callable[[Sample], list[str]], Callable[[Sample], int]]] = {
         "import": (
             lambda s: [
-                "import-local",
+                "import-files",
                 "--source-dir",
                 str(s.zipped()),
                 "--data-dir",

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from carvana import rle
+from carvana.competition import COMPETITION_SIZE
 from carvana.data.images import read_mask
 from carvana.data.synthetic import SyntheticSpec, generate
-from carvana.layout import COMPETITION_SIZE, VIEWS_PER_CAR, DatasetPaths, car_of, image_name
+from carvana.layout import VIEWS_PER_CAR, DatasetPaths, car_of, image_name
 
 SHARDS = 16  # the sample's prediction and label shards
 

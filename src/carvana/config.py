@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from carvana.layout import COMPETITION_TRAIN_IMAGES, VIEWS_PER_CAR
+from carvana.competition import COMPETITION_TRAIN_IMAGES
+from carvana.layout import VIEWS_PER_CAR
 from carvana.models.spec import ModelSpec, architectures
 
 

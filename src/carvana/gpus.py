@@ -265,3 +265,19 @@ def _profile_executor(profile: str) -> str | None:
         return None
     executor = loaded.get("executor") if isinstance(loaded, dict) else None
     return str(executor) if executor is not None else None
+
+
+def budget_notes(budget: int | None, asked: Mapping[str, int]) -> list[str]:
+    """What to say before any job runs about the run's GPU budget (``--resources gpu``, None where
+    nothing caps it) against the GPUs each config key asks for per job (``models.<name>.gpu``,
+    ``predict.gpu``): that network jobs run on the CPU, or which keys Snakemake will silently cut."""
+    if budget == 0 and any(asked.values()):
+        return ["note: gpu=0 (no GPU on this machine): network jobs run on the CPU"]
+    if budget is None:
+        return []
+    return [
+        f"warning: {key} asks for {count} GPUs per job but --resources gpu={budget}: "
+        f"those jobs get {budget}; raise --resources gpu to give them all"
+        for key, count in asked.items()
+        if count > budget
+    ]

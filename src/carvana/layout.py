@@ -16,10 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from carvana.competition import COMPETITION_SIZE
+
 VIEWS_PER_CAR = 16
-COMPETITION_SIZE = (1280, 1918)  # (height, width) of every competition image
-COMPETITION_TRAIN_IMAGES = 5088
-COMPETITION_TEST_IMAGES = 100064
 RLE_HEADER = ("img", "rle_mask")
 METADATA_COLUMNS = ("id", "year", "make", "model", "trim1", "trim2")
 

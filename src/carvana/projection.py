@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from carvana.layout import COMPETITION_TEST_IMAGES, COMPETITION_TRAIN_IMAGES
+from carvana.competition import COMPETITION_TEST_IMAGES, COMPETITION_TRAIN_IMAGES
 
 CORES = (2, 8, 16, 32)  # the machines the table projects for
 

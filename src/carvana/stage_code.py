@@ -3,9 +3,11 @@ stage and what depends on it, and nothing else.
 
 Snakemake reruns a job when its shell text, inputs or params change, but knows nothing of the
 Python that the shell command runs. So each rule carries the digest of its stage's code: the
-``carvana`` CLI handler of the stage (with the CLI functions it calls) and every ``carvana``
-module it imports, directly or through other modules, found by reading the import statements
-(those inside functions too). A module's text is read as Python syntax with docstrings dropped:
+``run`` of the stage's module in ``carvana.stages`` (with the module-level code it uses) and every
+``carvana`` module it or the stage module's top-level imports pull in, directly or through other
+modules, found by reading the import statements (those inside functions too). The stage's
+``add_arguments`` is left out: the rule passes every flag that matters, so a flag's change is a
+change of the rule's shell text. A module's text is read as Python syntax with docstrings dropped:
 comments, blank lines, formatting and docstrings change nothing; code does.
 
 A training job of one model leaves out every other architecture's module (``exclude``), so editing
@@ -139,39 +141,62 @@ def _stable_dump(node: object) -> str:
     return repr(node)
 
 
-def _cli_functions(handler: str, source_dir: Path) -> list[ast.FunctionDef]:
-    """The CLI handler and the module-level CLI functions it calls, transitively."""
-    cli = _tree(source_dir / "cli.py")
-    functions = {node.name: node for node in cli.body if isinstance(node, ast.FunctionDef)}
-    if handler not in functions:
-        raise ValueError(f"carvana.cli has no function {handler!r}; stages: {sorted(functions)}")
-    chosen: dict[str, ast.FunctionDef] = {}
-    todo = [handler]
+def stage_names(source_dir: Path = SOURCE_DIR) -> list[str]:
+    """The ``carvana`` subcommands: one module each in ``carvana/stages``."""
+    folder = source_dir / "stages"
+    return sorted(
+        path.stem.replace("_", "-") for path in folder.glob("*.py") if not path.name.startswith("_")
+    )
+
+
+def _stage_definitions(module: str, stage: str, source_dir: Path) -> list[ast.stmt]:
+    """The stage module's ``run`` and the module-level functions, classes and constants it uses,
+    transitively (not ``add_arguments`` or ``HELP``: a flag change changes the rule's shell line)."""
+    path = module_path(module, source_dir)
+    if path is None or path.parent != source_dir / "stages":
+        raise ValueError(f"no stage {stage!r}; stages: {', '.join(stage_names(source_dir))}")
+    definitions: dict[str, ast.stmt] = {}
+    for node in _tree(path).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            definitions[node.name] = node
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                definitions.update({name.id: node for name in ast.walk(target) if isinstance(name, ast.Name)})
+    if "run" not in definitions:
+        raise ValueError(f"stage module {module} has no run(args)")
+    chosen: dict[str, ast.stmt] = {}
+    todo = ["run"]
     while todo:
         name = todo.pop()
         if name in chosen:
             continue
-        chosen[name] = functions[name]
-        called = {node.id for node in ast.walk(functions[name]) if isinstance(node, ast.Name)}
-        todo.extend(sorted(called & set(functions) - set(chosen)))
-    return [chosen[name] for name in sorted(chosen)]
+        chosen[name] = definitions[name]
+        used = {node.id for node in ast.walk(definitions[name]) if isinstance(node, ast.Name)}
+        todo.extend(sorted(used & set(definitions) - set(chosen)))
+    unique = {id(node): node for node in chosen.values()}  # one statement may define several names
+    return sorted(unique.values(), key=lambda node: node.lineno)
 
 
-def stage_digest(handler: str, exclude: Iterable[str] = (), source_dir: Path = SOURCE_DIR) -> str:
-    """A 16-hex-digit digest of the code that CLI handler ``handler`` (e.g. ``_train``) runs,
-    leaving out the modules in ``exclude`` and what only they import."""
-    functions = _cli_functions(handler, source_dir)
-    cli = _tree(source_dir / "cli.py")
-    top_level_imports = [node for node in cli.body if isinstance(node, ast.Import | ast.ImportFrom)]
-    roots: set[str] = set()
-    for node in [*functions, *top_level_imports]:
-        roots |= _imported_modules(node, f"{PACKAGE}.cli", source_dir)
+def stage_digest(stage: str, exclude: Iterable[str] = (), source_dir: Path = SOURCE_DIR) -> str:
+    """A 16-hex-digit digest of the code that ``carvana <stage>`` (e.g. ``train`` or
+    ``tune-threshold``) runs: its module's ``run`` with the module-level code it uses, and every
+    ``carvana`` module that code or the module's top-level imports pull in, leaving out the
+    modules in ``exclude`` and what only they import."""
+    module = f"{PACKAGE}.stages.{stage.replace('-', '_')}"
+    definitions = _stage_definitions(module, stage, source_dir)
+    path = module_path(module, source_dir)
+    assert path is not None  # checked by _stage_definitions
+    top_level_imports = [node for node in _tree(path).body if isinstance(node, ast.Import | ast.ImportFrom)]
+    roots = _with_packages([module]) - {module}  # importing the stage runs its packages' __init__
+    for node in [*definitions, *top_level_imports]:
+        roots |= _imported_modules(node, module, source_dir)
     digest = hashlib.sha256()
-    for function in functions:
-        digest.update(_code_text(function).encode())
-    for module in sorted(module_closure(roots, exclude, source_dir)):
-        path = module_path(module, source_dir)
-        assert path is not None
-        digest.update(f"\n{module}\n".encode())
-        digest.update(_module_text(path).encode())
+    for definition in definitions:
+        digest.update(_code_text(definition).encode())
+    for name in sorted(module_closure(roots, exclude, source_dir)):
+        module_file = module_path(name, source_dir)
+        assert module_file is not None
+        digest.update(f"\n{name}\n".encode())
+        digest.update(_module_text(module_file).encode())
     return digest.hexdigest()[:16]

@@ -18,6 +18,7 @@ import pandas as pd
 
 from carvana import rle
 from carvana.atomic import atomic_path, write_text
+from carvana.layout import DatasetPaths
 from carvana.metrics import dice
 
 MAX_LISTED = 20  # problems spelled out in an error; the rest are counted
@@ -95,3 +96,14 @@ def score(
     result = {"mean_dice": float(scores.mean()), "min_dice": float(scores.min()), "images": len(scores)}
     write_text(score_path, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def size_of_test_images(paths: DatasetPaths) -> tuple[int, int]:
+    """(height, width) of the test images, read off the first one sample_submission.csv names
+    (every test image has its size)."""
+    from carvana.data.images import image_size
+
+    with paths.sample_submission_path.open(encoding="utf-8") as file:
+        file.readline()
+        first = file.readline().split(",", 1)[0]
+    return image_size(paths.image_path("test", first))

@@ -1,22 +1,14 @@
-# Helpers that rules call, and the config check. Rules hold no logic of their own.
+# What every rule shares: the config check, the paths, the pseudo-labelling rounds' folders and
+# the code digests. A helper that one rule alone calls lives in that rule's file.
 
-import json
-import shlex
 import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 from carvana.config import check_config
-from carvana.layout import (
-    COMPETITION_SIZE,
-    COMPETITION_TEST_IMAGES,
-    COMPETITION_TRAIN_IMAGES,
-    scaled_size,
-)
-from carvana.data.kaggle import archive_names
+from carvana.gpus import budget_notes
 from carvana.job_shell import shell_prefix
-from carvana.models.pretrained import files_by_key
 from carvana.models.spec import ARCH_MODULES
 from carvana.stage_code import stage_digest
 
@@ -49,63 +41,47 @@ def gpu_budget():
     return value if isinstance(value, int) else None
 
 
-def warn_about_gpu_cuts():
-    """Snakemake silently cuts a job's gpu to --resources gpu: say so before any job runs."""
-    budget = gpu_budget()
-    asked = {f"models.{name}.gpu": spec.gpu for name, spec in MODELS.items()}
-    asked["predict.gpu"] = config["predict"]["gpu"]
-    if budget == 0 and any(asked.values()):
-        print(
-            "note: gpu=0 (no GPU on this machine): network jobs run on the CPU",
-            file=sys.stderr,
-        )
-    elif budget is not None:
-        for key, count in asked.items():
-            if count > budget:
-                print(
-                    f"warning: {key} asks for {count} GPUs per job but --resources gpu={budget}: "
-                    f"those jobs get {budget}; raise --resources gpu to give them all",
-                    file=sys.stderr,
-                )
-
-
-warn_about_gpu_cuts()
+# Said while the workflow is read, so that a dry run says it too: Snakemake silently cuts a job's
+# gpu to --resources gpu, and with none at all the network jobs run on the CPU.
+GPUS_ASKED = {f"models.{name}.gpu": spec.gpu for name, spec in MODELS.items()}
+PREDICT_GPUS = config["predict"][
+    "gpu"
+]  # GPUs of each job that runs networks over images
+GPUS_ASKED["predict.gpu"] = PREDICT_GPUS
+for note in budget_notes(gpu_budget(), GPUS_ASKED):
+    print(note, file=sys.stderr)
 
 ENV = "../../envs/carvana.yaml"
-DATA = Path(config["data_dir"])
+DATA_DIR = str(Path(config["data_dir"]))  # the dataset, in the competition's layout
 TRUTH = "results/truth/test_masks.csv"  # true masks of the generated test set, read only to score
 DATA_REPORT = "results/data_report.json"
 FOLDS = "results/folds.csv"
 # A round's stages write under {results}: results/ for round 0, the plain pipeline, and
 # results/pseudo/round<r>/ for pseudo-labelling round r (see pseudo.smk).
 ROUNDS = config["pseudo"]["rounds"]
-RUN_DIR = "{results}/models/{model}/fold{fold}"  # one training job's folder
-THRESHOLDS = "{results}/tuning/thresholds.json"
-OOF_SCORES = "{results}/tuning/oof_scores.csv"
-OOF_IMAGES = "{results}/tuning/oof_images.csv"  # each training image's OOF Dice
-ABLATION = (
-    "{results}/tuning/ablation.csv"  # what each step of the recipe buys, out of fold
-)
-PSEUDO_LABELS = (
-    "results/pseudo/round{round}/labels/fold{fold}"  # one fold's labels of a round
-)
-PSEUDO_SHARD = (
-    f"{PSEUDO_LABELS}/shard_{{scatteritem}}"  # a shard's masks and their table
-)
-PSEUDO_TABLE = (
-    f"{PSEUDO_LABELS}/labels.csv"  # the fold's table: every shard's, with its files
-)
+MODELS_DIR = "{results}/models"  # every training job's folder, <model>/fold<k>
+RUN_DIR = f"{MODELS_DIR}/{{model}}/fold{{fold}}"  # one training job's folder
+TUNING_DIR = "{results}/tuning"
+THRESHOLDS = f"{TUNING_DIR}/thresholds.json"
+OOF_SCORES = f"{TUNING_DIR}/oof_scores.csv"
+OOF_IMAGES = f"{TUNING_DIR}/oof_images.csv"  # each training image's OOF Dice
+# what each step of the recipe buys, out of fold
+ABLATION = f"{TUNING_DIR}/ablation.csv"
+# a fold's labels of a round; a shard's masks and their table; the fold's table, with its files
+PSEUDO_LABELS = "results/pseudo/round{round}/labels/fold{fold}"
+PSEUDO_SHARD = f"{PSEUDO_LABELS}/shard_{{scatteritem}}"
+PSEUDO_TABLE = f"{PSEUDO_LABELS}/labels.csv"
 ROUNDS_TABLE = "results/pseudo/rounds.csv"  # each round's OOF Dice, score and job time
+REPORT_DIR = "results/report"
 REPORT_PAGES = [
-    "results/report/summary.html",
-    "results/report/training_curves.png",
-    "results/report/worst_oof",
+    f"{REPORT_DIR}/summary.html",
+    f"{REPORT_DIR}/training_curves.png",
+    f"{REPORT_DIR}/worst_oof",
 ]
 SUBMISSION = "{results}/submission.csv.gz"
 SUBMISSION_CHECK = "{results}/submission_check.json"
-SCORE = (
-    "{results}/score.json"  # the generated dataset only: the real test masks are secret
-)
+# the generated dataset only: the real test masks are secret
+SCORE = "{results}/score.json"
 
 
 wildcard_constraints:
@@ -155,259 +131,6 @@ def every_round(name):
     return [path for r in range(ROUNDS + 1) for path in trained(name, round_dir(r))]
 
 
-def dataset_files():
-    """The data step's outputs: the competition layout under data_dir."""
-    return {
-        "train": directory(str(DATA / "train")),
-        "train_masks": directory(str(DATA / "train_masks")),
-        "test": directory(str(DATA / "test")),
-        "train_masks_csv": str(DATA / "train_masks.csv"),
-        "metadata": str(DATA / "metadata.csv"),
-        "sample_submission": str(DATA / "sample_submission.csv"),
-    }
-
-
-def dataset_inputs():
-    """The same paths as inputs of later rules (directory() is for outputs only)."""
-    return {key: str(value) for key, value in dataset_files().items()}
-
-
-def data_dir_of_output(wildcards, output):
-    """The dataset folder, read off the data step's outputs."""
-    return str(Path(output.train_masks_csv).parent)
-
-
-def data_dir_of_sample_submission(wildcards, input):
-    """The dataset folder, read off a rule's sample_submission input."""
-    return str(Path(input.sample_submission).parent)
-
-
-def data_dir_of_input(wildcards, input):
-    """The dataset folder, read off a rule's inputs."""
-    return str(Path(input.train_masks_csv).parent)
-
-
-def full_competition():
-    """Whether the real data must have the competition's exact counts and size."""
-    dataset = config["dataset"]
-    return dataset != "synthetic" and config[dataset]["full_competition"]
-
-
-def image_size():
-    """(height, width) every image must have, or None to read it off a hand-made subset."""
-    if config["dataset"] == "synthetic":
-        return scaled_size(config["synthetic"]["image_scale"])
-    return COMPETITION_SIZE if full_competition() else None
-
-
-ARCHIVE_DIR = Path(config["kaggle"]["archive_dir"])
-
-
-def kaggle_archives():
-    """The archives the download rule fetches, one job each."""
-    return [str(ARCHIVE_DIR / name) for name in archive_names(config["kaggle"]["hq"])]
-
-
-def archive_dir_of_output(wildcards, output):
-    return str(Path(output.archive).parent)
-
-
-def archive_dir_of_input(wildcards, input):
-    return str(Path(input.archives[0]).parent)
-
-
-def import_kaggle_args():
-    return " --hq" if config["kaggle"]["hq"] else ""
-
-
-def submit_args():
-    """The run's config files (named in the submission's message), its dataset, and how long to
-    wait for Kaggle's score."""
-    configs = " ".join(f"--config {path}" for path in workflow.configfiles)
-    kaggle = config["kaggle"]
-    return (
-        f"{configs} --dataset {config['dataset']} --competition {kaggle['competition']} "
-        f"--score-wait-s {kaggle['score_wait_s']} --score-poll-s {kaggle['score_poll_s']}"
-    )
-
-
-def synthesize_args():
-    synthetic = config["synthetic"]
-    low, high = synthetic["jpeg_quality"]
-    return (
-        f"--train-cars {synthetic['train_cars']} --test-cars {synthetic['test_cars']} "
-        f"--image-scale {synthetic['image_scale']} --seed {synthetic['seed']} "
-        f"--jpeg-quality {low} {high}"
-    )
-
-
-def import_local_args():
-    local = config["local"]
-    return f"--source-dir {local['source_dir']!r}" + (" --hq" if local["hq"] else "")
-
-
-def validate_data_args():
-    size = image_size()
-    args = f"--image-size {size[0]} {size[1]}" if size else ""
-    if full_competition():
-        args += f" --train-images {COMPETITION_TRAIN_IMAGES} --test-images {COMPETITION_TEST_IMAGES}"
-    if config["validate_data"]["decode_test"]:
-        args += " --decode-test"
-    return args
-
-
-def make_folds_args():
-    folds = config["folds"]
-    return f"--n-folds {folds['n_folds']} --seed {folds['seed']} --stratify {folds['stratify']}"
-
-
-def model_json(wildcards):
-    """This model's settings only, as JSON: a change to one model reruns that model's jobs alone."""
-    return MODELS[wildcards.model].to_json()
-
-
-def stage_code(handler):
-    """The digest of the code a stage runs (CLI handler ``handler`` and the modules it imports):
-    a params entry, so that editing that code reruns the stage and what follows it."""
-    return stage_digest(handler)
-
-
-def train_code(wildcards):
-    """The training code of this model: every other architecture's module is left out, so
-    editing one network's source retrains that model only."""
-    return stage_digest("_train", ARCH_MODULES - {MODELS[wildcards.model].module})
-
-
-def oof_code(wildcards):
-    """The OOF maps' code for this model, every other architecture's module left out, as for
-    training: editing one network's source remakes that model's maps only."""
-    return stage_digest("_oof", ARCH_MODULES - {MODELS[wildcards.model].module})
-
-
-# The ImageNet weight files the models start from, by key (vgg11, smp-<encoder>): one fetch each.
-PRETRAINED = files_by_key(list(MODELS.values()))
-
-
-def pretrained_rule(key):
-    """The name of the rule that fetches the file ``key``."""
-    return f"pretrained_{key.replace('-', '_')}"
-
-
-def pretrained_inputs(wildcards):
-    """The weight files this model starts from, as they lie in the libraries' caches. Their
-    content is fixed by their hash, so only their presence counts (ancient): a file fetched again
-    retrains nothing."""
-    spec = MODELS[wildcards.model]
-    return [ancient(str(file.path)) for file in files_by_key([spec]).values()]
-
-
-def weight_source_args():
-    """The mirror settings of pretrained_weights, as fetch-weights flags."""
-    given = config["pretrained_weights"]
-    flags = {"--base-url": given["base_url"], "--hf-endpoint": given["hf_endpoint"]}
-    return " ".join(
-        f"{flag} {shlex.quote(value)}" for flag, value in flags.items() if value
-    )
-
-
-# In the fetch's shell text, where no rerun trigger sees it: the file is the same from any mirror.
-WEIGHT_SOURCE = weight_source_args()
-
-
-def model_threads(wildcards):
-    return MODELS[wildcards.model].threads
-
-
-def model_gpus(wildcards):
-    return MODELS[wildcards.model].gpu
-
-
-def models_dir_of_input(wildcards, input):
-    """The folder of every model's runs, read off an OOF folder: <models>/<model>/fold<k>/oof."""
-    return str(Path(input.oof[0]).parents[2])
-
-
-def folder_of_thresholds(wildcards, output):
-    return str(Path(output.thresholds).parent)
-
-
-def folder_of_input_thresholds(wildcards, input):
-    return str(Path(input.thresholds).parent)
-
-
-def folder_of_curves(wildcards, output):
-    return str(Path(output.curves).parent)
-
-
-def report_figures_args(wildcards, input):
-    score = f" --score-path {input.score}" if input.score else ""
-    return f"--worst {config['report']['worst_images']}{score}"
-
-
-def offline_score():
-    """The offline score, shown in the report; the real competition has none."""
-    return in_round(SCORE, 0) if config["dataset"] == "synthetic" else []
-
-
-def config_json():
-    """The run's config (all config files merged), shown in the report: round 0's, so without
-    the pseudo-labelling rounds' settings, which do not touch it."""
-    return json.dumps(
-        {k: v for k, v in config.items() if k != "pseudo"}, sort_keys=True
-    )
-
-
-def tune_args():
-    grid = config["tune"]["thresholds"]
-    flag = config["tune"]["flag"]
-    ensemble = config["ensemble"]
-    models = " ".join(f"--model {name}" for name in MODELS)
-    thresholds = f"--thresholds {grid['start']} {grid['stop']} {grid['step']}"
-    if ensemble["weights"] == "auto":
-        weights = "--auto-weights"
-    else:
-        weights = " ".join(
-            f"--weight {name}={weight}" for name, weight in ensemble["weights"].items()
-        )
-    weights += (
-        f" --weight-step {ensemble['weight_step']}"  # the ablation searches either way
-    )
-    flags = f"--min-dice {flag['min_dice']} --max-gap {flag['max_gap']}"
-    return " ".join(filter(None, [models, thresholds, weights, flags]))
-
-
-def tta_args():
-    """The TTA flags of prediction, which the OOF maps are made with too."""
-    tta = config["predict"]["tta"]
-    flips = " ".join(
-        f"--{name}" if tta[name] else f"--no-{name}" for name in ("hflip", "vflip")
-    )
-    return f"{flips} --scales {' '.join(str(scale) for scale in tta['scales'])}"
-
-
-def folder_of_input_weights(wildcards, input):
-    """A training job's folder, read off its weights.pt."""
-    return str(Path(input.weights).parent)
-
-
-def shard_args(wildcards):
-    """--shard i --shards n from Snakemake's scatter item "i-of-n"."""
-    index, count = wildcards.scatteritem.split("-of-")
-    return f"--shard {index} --shards {count}"
-
-
-def predict_args():
-    predict = config["predict"]
-    common = f"--batch-size {predict['batch_size']} {tta_args()}"
-    compiled = "--compile" if predict["compile"] else ""
-    workers = f"--workers {predict['workers']}" if predict["workers"] else ""
-    return " ".join(filter(None, [common, compiled, workers]))
-
-
-def predict_gpus():
-    return config["predict"]["gpu"]
-
-
 def final_outputs():
     """What `all` asks for beyond training: each round's thresholds, submission, its check and
     the offline score, and with pseudo-labelling rounds the table that compares them."""
@@ -423,74 +146,54 @@ def last_round(pattern):
     return in_round(pattern, ROUNDS)
 
 
-# Pseudo-labelling rounds (pseudo.smk).
+def dataset_files():
+    """The data step's outputs: the competition layout under data_dir."""
+    return {
+        "train": directory(f"{DATA_DIR}/train"),
+        "train_masks": directory(f"{DATA_DIR}/train_masks"),
+        "test": directory(f"{DATA_DIR}/test"),
+        "train_masks_csv": f"{DATA_DIR}/train_masks.csv",
+        "metadata": f"{DATA_DIR}/metadata.csv",
+        "sample_submission": f"{DATA_DIR}/sample_submission.csv",
+    }
 
 
-def pseudo_label_networks(wildcards):
-    """The networks that label the test images for fold k of round r: round r-1's fold-k
-    networks of every model, and no other fold's, which saw fold k's held-out images."""
-    previous = round_dir(int(wildcards.round) - 1)
-    return expand(
-        f"{RUN_DIR}/weights.pt", results=previous, model=MODELS, fold=wildcards.fold
+def dataset_inputs():
+    """The same paths as inputs of later rules (directory() is for outputs only)."""
+    return {key: str(value) for key, value in dataset_files().items()}
+
+
+def stage_code(stage):
+    """The digest of the code ``carvana <stage>`` runs (its module's run and the modules it
+    imports): a params entry, so that editing that code reruns the stage and what follows it.
+    """
+    return stage_digest(stage)
+
+
+def model_stage_code(stage):
+    """``stage_code`` of a stage that runs one model's networks (train, oof), as a function of the
+    job's wildcards: every other architecture's module is left out, so editing one network's
+    source reruns that model's jobs only."""
+
+    def code(wildcards):
+        return stage_digest(stage, ARCH_MODULES - {MODELS[wildcards.model].module})
+
+    return code
+
+
+# Shared by the jobs that run networks over images: the OOF maps, prediction, pseudo labels.
+
+
+def tta_args():
+    """The TTA flags of prediction, which the OOF maps and the pseudo labels are made with too."""
+    tta = config["predict"]["tta"]
+    flips = " ".join(
+        f"--{name}" if tta[name] else f"--no-{name}" for name in ("hflip", "vflip")
     )
+    return f"{flips} --scales {' '.join(str(scale) for scale in tta['scales'])}"
 
 
-def pseudo_label_thresholds(wildcards):
-    """The round before's tuning: the threshold and weights that its labels are made with."""
-    return in_round(THRESHOLDS, int(wildcards.round) - 1)
-
-
-def pseudo_label_args():
-    pseudo, predict = config["pseudo"], config["predict"]
-    workers = f" --workers {predict['workers']}" if predict["workers"] else ""
-    return f"--band {pseudo['band']} --batch-size {predict['batch_size']} {tta_args()}{workers}"
-
-
-def round_labels(wildcards):
-    """A training job's pseudo labels table: none in round 0, its fold's of its round otherwise
-    (the table lists the masks' files in the fold's shards)."""
-    number = round_of(wildcards.results)
-    if number == 0:
-        return []
-    return expand(PSEUDO_TABLE, round=number, fold=wildcards.fold)
-
-
-def round_start(wildcards):
-    """The weights a round's training job starts from: the same model and fold of the round
-    before (pseudo.start previous), or none."""
-    number = round_of(wildcards.results)
-    if number == 0 or config["pseudo"]["start"] != "previous":
-        return []
-    return expand(
-        f"{RUN_DIR}/weights.pt",
-        results=round_dir(number - 1),
-        model=wildcards.model,
-        fold=wildcards.fold,
-    )
-
-
-def round_train_args(wildcards):
-    """The training job's pseudo-labelling flags: none in round 0, whatever pseudo says. Of the
-    wildcards alone: Snakemake does not compare params made from a job's input, and a change of
-    these must rerun the round."""
-    labels = round_labels(wildcards)
-    if not labels:
-        return ""
-    pseudo = config["pseudo"]
-    start = "".join(f" --init-weights {path}" for path in round_start(wildcards))
-    return (
-        f"--pseudo-labels {Path(labels[0]).parent} --pseudo-share {pseudo['share']} "
-        f"--pseudo-select {pseudo['select']} --pseudo-ratio {pseudo['ratio']}{start}"
-    )
-
-
-def round_scores():
-    """Each round's offline score (the generated dataset only), for the rounds table."""
-    if config["dataset"] != "synthetic":
-        return []
-    return [in_round(SCORE, r) for r in range(ROUNDS + 1)]
-
-
-def round_dirs_of_input(wildcards, input):
-    """Each round's folder, round 0 first, read off its thresholds.json: <folder>/tuning/..."""
-    return " ".join(str(Path(path).parents[1]) for path in input.thresholds)
+def shard_args(wildcards):
+    """--shard i --shards n from Snakemake's scatter item "i-of-n"."""
+    index, count = wildcards.scatteritem.split("-of-")
+    return f"--shard {index} --shards {count}"

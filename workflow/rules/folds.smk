@@ -1,6 +1,11 @@
 # The k-fold split by car, made once the data has passed its check.
 
 
+def make_folds_args():
+    folds = config["folds"]
+    return f"--n-folds {folds['n_folds']} --seed {folds['seed']} --stratify {folds['stratify']}"
+
+
 rule make_folds:
     input:
         train_masks_csv=dataset_inputs()["train_masks_csv"],
@@ -15,8 +20,8 @@ rule make_folds:
     conda:
         ENV
     params:
-        code=stage_code("_make_folds"),
-        data_dir=data_dir_of_input,
+        code=stage_code("make-folds"),
+        data_dir=DATA_DIR,
         args=make_folds_args(),
     shell:
         "carvana logged --log {log} -- carvana make-folds --data-dir {params.data_dir} --folds-path {output.folds} "

@@ -22,12 +22,12 @@ rule oof:
         ENV
     threads: config["predict"]["threads"] + config["predict"]["workers"]
     resources:
-        gpu=predict_gpus(),
+        gpu=PREDICT_GPUS,
     params:
-        code=oof_code,
-        gpus=predict_gpus(),
-        data_dir=data_dir_of_input,
-        run_dir=folder_of_input_weights,
+        code=model_stage_code("oof"),
+        gpus=PREDICT_GPUS,
+        data_dir=DATA_DIR,
+        run_dir=RUN_DIR,
         tta=tta_args(),
         batch_size=config["predict"]["batch_size"],
         workers=config["predict"]["workers"],

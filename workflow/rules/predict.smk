@@ -1,6 +1,14 @@
 # TTA ensemble prediction: the test set in shards, each a GPU job streaming its images in batches.
 
 
+def predict_args():
+    predict = config["predict"]
+    common = f"--batch-size {predict['batch_size']} {tta_args()}"
+    compiled = "--compile" if predict["compile"] else ""
+    workers = f"--workers {predict['workers']}" if predict["workers"] else ""
+    return " ".join(filter(None, [common, compiled, workers]))
+
+
 scattergather:
     predict=config["predict"]["shards"],
 
@@ -21,11 +29,11 @@ rule predict:
         ENV
     threads: config["predict"]["threads"] + config["predict"]["workers"]
     resources:
-        gpu=predict_gpus(),
+        gpu=PREDICT_GPUS,
     params:
-        code=stage_code("_predict"),
-        gpus=predict_gpus(),
-        data_dir=data_dir_of_sample_submission,
+        code=stage_code("predict"),
+        gpus=PREDICT_GPUS,
+        data_dir=DATA_DIR,
         shard=shard_args,
         args=predict_args(),
     shell:

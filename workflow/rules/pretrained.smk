@@ -6,11 +6,31 @@
 # reach the shell through WEIGHT_SOURCE, not params: the file is the same from any mirror, so a
 # new mirror fetches nothing. The training jobs check the file's hash before they load it.
 
+import shlex
+
+from carvana.models.pretrained import files_by_key
+
+# The ImageNet weight files the models start from, by key (vgg11, smp-<encoder>): one fetch each.
+PRETRAINED = files_by_key(list(MODELS.values()))
+
+
+def weight_source_args():
+    """The mirror settings of pretrained_weights, as fetch-weights flags."""
+    given = config["pretrained_weights"]
+    flags = {"--base-url": given["base_url"], "--hf-endpoint": given["hf_endpoint"]}
+    return " ".join(
+        f"{flag} {shlex.quote(value)}" for flag, value in flags.items() if value
+    )
+
+
+# In the fetch's shell text, where no rerun trigger sees it: the file is the same from any mirror.
+WEIGHT_SOURCE = weight_source_args()
+
 for key, weights in PRETRAINED.items():
 
     rule:
         name:
-            pretrained_rule(key)
+            f"pretrained_{key.replace('-', '_')}"
         output:
             weights=str(weights.path),
         log:

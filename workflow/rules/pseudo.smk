@@ -5,6 +5,33 @@
 # results/pseudo/round<r>/.
 
 
+def pseudo_label_networks(wildcards):
+    """The networks that label the test images for fold k of round r: round r-1's fold-k
+    networks of every model, and no other fold's, which saw fold k's held-out images."""
+    previous = round_dir(int(wildcards.round) - 1)
+    return expand(
+        f"{RUN_DIR}/weights.pt", results=previous, model=MODELS, fold=wildcards.fold
+    )
+
+
+def pseudo_label_thresholds(wildcards):
+    """The round before's tuning: the threshold and weights that its labels are made with."""
+    return in_round(THRESHOLDS, int(wildcards.round) - 1)
+
+
+def pseudo_label_args():
+    pseudo, predict = config["pseudo"], config["predict"]
+    workers = f" --workers {predict['workers']}" if predict["workers"] else ""
+    return f"--band {pseudo['band']} --batch-size {predict['batch_size']} {tta_args()}{workers}"
+
+
+def round_scores():
+    """Each round's offline score (the generated dataset only), for the rounds table."""
+    if config["dataset"] != "synthetic":
+        return []
+    return [in_round(SCORE, r) for r in range(ROUNDS + 1)]
+
+
 scattergather:
     pseudo_labels=config["predict"]["shards"],
 
@@ -25,11 +52,11 @@ rule pseudo_labels:
         ENV
     threads: config["predict"]["threads"] + config["predict"]["workers"]
     resources:
-        gpu=predict_gpus(),
+        gpu=PREDICT_GPUS,
     params:
-        code=stage_code("_pseudo_labels"),
-        gpus=predict_gpus(),
-        data_dir=data_dir_of_sample_submission,
+        code=stage_code("pseudo-labels"),
+        gpus=PREDICT_GPUS,
+        data_dir=DATA_DIR,
         shard=shard_args,
         args=pseudo_label_args(),
     shell:
@@ -51,8 +78,8 @@ rule pseudo_labels_table:
     conda:
         ENV
     params:
-        code=stage_code("_pseudo_labels_table"),
-        data_dir=data_dir_of_sample_submission,
+        code=stage_code("pseudo-labels-table"),
+        data_dir=DATA_DIR,
     shell:
         "carvana logged --log {log} -- carvana pseudo-labels-table --shard-dir {input.shards} --data-dir {params.data_dir} "
         "--out-path {output.table}"
@@ -74,7 +101,7 @@ rule pseudo_rounds:
     conda:
         ENV
     params:
-        code=stage_code("_pseudo_rounds"),
-        rounds=round_dirs_of_input,
+        code=stage_code("pseudo-rounds"),
+        rounds=" ".join(round_dir(r) for r in range(ROUNDS + 1)),
     shell:
         "carvana logged --log {log} -- carvana pseudo-rounds --round-dir {params.rounds} --out-path {output.table}"

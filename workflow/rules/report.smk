@@ -1,5 +1,25 @@
 # Figures for the HTML report (snakemake --report results/report.html), made with every run.
 
+import json
+
+
+def offline_score():
+    """The offline score, shown in the report; the real competition has none."""
+    return in_round(SCORE, 0) if config["dataset"] == "synthetic" else []
+
+
+def config_json():
+    """The run's config (all config files merged), shown in the report: round 0's, so without
+    the pseudo-labelling rounds' settings, which do not touch it."""
+    return json.dumps(
+        {k: v for k, v in config.items() if k != "pseudo"}, sort_keys=True
+    )
+
+
+def report_figures_args(wildcards, input):
+    score = f" --score-path {input.score}" if input.score else ""
+    return f"--worst {config['report']['worst_images']}{score}"
+
 
 rule report_figures:
     input:
@@ -36,11 +56,11 @@ rule report_figures:
     conda:
         ENV
     params:
-        code=stage_code("_report_figures"),
-        data_dir=data_dir_of_input,
-        models_dir=models_dir_of_input,
-        tuning_dir=folder_of_input_thresholds,
-        out_dir=folder_of_curves,
+        code=stage_code("report-figures"),
+        data_dir=DATA_DIR,
+        models_dir=in_round(MODELS_DIR, 0),
+        tuning_dir=in_round(TUNING_DIR, 0),
+        out_dir=REPORT_DIR,
         config=config_json(),
         args=report_figures_args,
     shell:

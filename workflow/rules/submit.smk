@@ -1,6 +1,17 @@
 # The submission: shards gathered in sample_submission order, checked as Kaggle would, scored offline.
 
 
+def submit_args():
+    """The run's config files (named in the submission's message), its dataset, and how long to
+    wait for Kaggle's score."""
+    configs = " ".join(f"--config {path}" for path in workflow.configfiles)
+    kaggle = config["kaggle"]
+    return (
+        f"{configs} --dataset {config['dataset']} --competition {kaggle['competition']} "
+        f"--score-wait-s {kaggle['score_wait_s']} --score-poll-s {kaggle['score_poll_s']}"
+    )
+
+
 rule submission:
     input:
         shards=gather.predict(
@@ -16,8 +27,8 @@ rule submission:
     conda:
         ENV
     params:
-        code=stage_code("_submission"),
-        data_dir=data_dir_of_sample_submission,
+        code=stage_code("submission"),
+        data_dir=DATA_DIR,
     shell:
         "carvana logged --log {log} -- carvana submission --shard-path {input.shards} --data-dir {params.data_dir} "
         "--out-path {output.submission}"
@@ -37,8 +48,8 @@ rule validate_submission:
     conda:
         ENV
     params:
-        code=stage_code("_validate_submission"),
-        data_dir=data_dir_of_sample_submission,
+        code=stage_code("validate-submission"),
+        data_dir=DATA_DIR,
     shell:
         "carvana logged --log {log} -- carvana validate-submission --submission-path {input.submission} --data-dir {params.data_dir} "
         "--report-path {output.report}"
@@ -61,8 +72,8 @@ if config["dataset"] == "synthetic":
         conda:
             ENV
         params:
-            code=stage_code("_score"),
-            data_dir=data_dir_of_sample_submission,
+            code=stage_code("score"),
+            data_dir=DATA_DIR,
         shell:
             "carvana logged --log {log} -- carvana score --submission-path {input.submission} --truth-path {input.truth} "
             "--data-dir {params.data_dir} --score-path {output.score}"

@@ -2,6 +2,24 @@
 # training image's OOF maps; the networks that learnt nothing flagged; the ablation table.
 
 
+def tune_args():
+    grid = config["tune"]["thresholds"]
+    flag = config["tune"]["flag"]
+    ensemble = config["ensemble"]
+    models = " ".join(f"--model {name}" for name in MODELS)
+    thresholds = f"--thresholds {grid['start']} {grid['stop']} {grid['step']}"
+    if ensemble["weights"] == "auto":
+        weights = "--auto-weights"
+    else:
+        weights = " ".join(
+            f"--weight {name}={weight}" for name, weight in ensemble["weights"].items()
+        )
+    # the ablation searches the weights either way
+    weights += f" --weight-step {ensemble['weight_step']}"
+    flags = f"--min-dice {flag['min_dice']} --max-gap {flag['max_gap']}"
+    return " ".join(filter(None, [models, thresholds, weights, flags]))
+
+
 rule tune_threshold:
     input:
         folds=FOLDS,
@@ -34,10 +52,10 @@ rule tune_threshold:
         ENV
     threads: config["tune"]["threads"]
     params:
-        code=stage_code("_tune_threshold"),
-        data_dir=data_dir_of_input,
-        models_dir=models_dir_of_input,
-        out_dir=folder_of_thresholds,
+        code=stage_code("tune-threshold"),
+        data_dir=DATA_DIR,
+        models_dir=MODELS_DIR,
+        out_dir=TUNING_DIR,
         args=tune_args(),
     shell:
         "carvana logged --log {log} -- carvana tune-threshold --data-dir {params.data_dir} --folds-path {input.folds} "

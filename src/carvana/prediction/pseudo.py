@@ -14,7 +14,7 @@ checks this itself: every network it is given must be of its fold.
 
 A shard's folder holds one mask per test image of its slice, ``<img stem>.png``, at its size: a
 1-bit PNG, thresholded at the tuned threshold as a submission would be (about 3 KB for a
-1918x1280 mask, so 100,064 of them take about 0.35 GB), and ``labels.csv`` (img, area,
+full-size mask, so the whole test set takes about 0.35 GB), and ``labels.csv`` (img, area,
 uncertain), written last. ``uncertain`` is the count of pixels whose probability lies within
 ``band`` of the threshold, over the mask's area: the share of the mask the ensemble was unsure
 of which ``carvana.pseudo.select_pseudo`` ranks by. Each mask is written as its batch finishes; no more than a
