@@ -171,3 +171,22 @@ def test_the_schemas_competition_is_the_one_the_code_names() -> None:
     schema = yaml.safe_load(SCHEMA.read_text())
     assert schema["properties"]["kaggle"]["properties"]["competition"]["default"] == COMPETITION
     assert COMPETITION == "carvana-image-masking-challenge"
+
+
+def _key_paths(entry: dict[str, Any], prefix: str = "") -> set[str]:
+    paths = set()
+    for key, value in entry.items():
+        paths.add(prefix + key)
+        if isinstance(value, dict):
+            paths |= _key_paths(value, f"{prefix}{key}.")
+    return paths
+
+
+def test_competition_yaml_sets_every_model_key_that_config_yaml_sets() -> None:
+    """competition.yaml is read over config.yaml key by key, so a model key that only config.yaml
+    sets (the offline default's validate_every 13, its grayscale share) would carry over unseen."""
+    offline = yaml.safe_load((ROOT / "config.yaml").read_text())["models"]
+    competition = yaml.safe_load((ROOT / "competition.yaml").read_text())["models"]
+    for name, entry in offline.items():
+        missing = _key_paths(entry) - _key_paths(competition.get(name, {}))
+        assert not missing, f"competition.yaml's models.{name} leaves {sorted(missing)} to config.yaml"
