@@ -8,17 +8,17 @@ threshold grid's order, and the fold count against the number of training cars.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from carvana.competition import COMPETITION_TRAIN_IMAGES
 from carvana.layout import VIEWS_PER_CAR
 from carvana.models.spec import ModelSpec, architectures
+from carvana.schema import SCHEMA_PATH, load
 
 
 class ConfigError(ValueError):
@@ -30,10 +30,10 @@ class ConfigError(ValueError):
         super().__init__(f"the config has {count}; nothing ran:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def check_config(config: dict[str, Any], schema_path: Path) -> list[ModelSpec]:
+def check_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> list[ModelSpec]:
     """Fill in the schema's defaults and check ``config``; return its models' specs.
     ConfigError lists every problem."""
-    problems = list(schema_problems(config, yaml.safe_load(schema_path.read_text(encoding="utf-8"))))
+    problems = list(schema_problems(config, load(schema_path)))
     problems += [f"{key}: {value!r} is not a finite number" for key, value in _non_finite(config)]
     if problems:  # the checks below assume the schema's types
         raise ConfigError(problems)
@@ -54,8 +54,8 @@ def schema_problems(config: dict[str, Any], schema: dict[str, Any]) -> Iterator[
     def fill_defaults(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[Any]:
         if isinstance(instance, dict):
             for name, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(name, sub["default"])
+                if "default" in sub:  # a copy: the config's own, which filling nests into
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
         yield from check_properties(validator, properties, instance, schema)
 
     filling = jsonschema.validators.extend(base, {"properties": fill_defaults})  # type: ignore[no-untyped-call]

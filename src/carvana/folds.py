@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from carvana import rle
+from carvana import rle, schema
 from carvana.atomic import atomic_path
 from carvana.layout import DatasetPaths, car_of
 
@@ -28,9 +28,9 @@ STRATIFY_CHOICES = ("mask_area", "make", "none")
 
 @dataclass(frozen=True)
 class FoldSpec:
-    n_folds: int = 5
-    seed: int = 2017
-    stratify: str = "mask_area"
+    n_folds: int = schema.default("folds.n_folds")
+    seed: int = schema.default("folds.seed")
+    stratify: str = schema.default("folds.stratify")
 
     def __post_init__(self) -> None:
         if self.n_folds < 2:

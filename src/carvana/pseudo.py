@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from carvana import schema
 from carvana.atomic import write_text
 
 LABELS_TABLE = "labels.csv"  # img, area, uncertain (and, gathered, mask): written last
@@ -86,9 +87,9 @@ class RoundTraining:
     training image, and the weights to start from (the round before's, or None: from scratch)."""
 
     labels_dir: Path
-    share: float = 1.0
-    select: str = "confident"
-    ratio: float = 1.0
+    share: float = schema.default("pseudo.share")
+    select: str = schema.default("pseudo.select")
+    ratio: float = schema.default("pseudo.ratio")
     init_weights: Path | None = None
 
     def __post_init__(self) -> None:

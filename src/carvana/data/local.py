@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from carvana import schema
 from carvana.atomic import atomic_path
 from carvana.data.archives import extract_to
 from carvana.layout import DatasetPaths
@@ -21,7 +22,7 @@ class LocalSpec:
     """Where the hand-downloaded files are, and whether to take the HQ images."""
 
     source_dir: Path
-    hq: bool = False
+    hq: bool = schema.default("local.hq")
 
 
 def parts(spec: LocalSpec, paths: DatasetPaths) -> list[tuple[str, Path]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from carvana import rle
+from carvana import rle, schema
 from carvana.atomic import atomic_path
 from carvana.data.images import write_jpeg, write_mask
 from carvana.data.synthetic_car import CarModel, random_car
@@ -30,18 +30,20 @@ from carvana.layout import (
     DatasetPaths,
     image_name,
     mask_name,
+    scaled_size,
 )
 
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """What to generate. ``image_size`` is (height, width)."""
+    """What to generate. ``image_size`` is (height, width); by default the schema's
+    ``synthetic.image_scale`` of the competition's size. ``workers``: processes that draw the cars."""
 
-    train_cars: int = 20
-    test_cars: int = 6
-    image_size: tuple[int, int] = (160, 240)
-    seed: int = 2017
-    jpeg_quality: tuple[int, int] = (75, 92)
+    train_cars: int = schema.default("synthetic.train_cars")
+    test_cars: int = schema.default("synthetic.test_cars")
+    image_size: tuple[int, int] = scaled_size(schema.default("synthetic.image_scale"))
+    seed: int = schema.default("synthetic.seed")
+    jpeg_quality: tuple[int, int] = tuple(schema.default("synthetic.jpeg_quality"))
     workers: int = 1
 
     def __post_init__(self) -> None:

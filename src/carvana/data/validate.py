@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from carvana import rle
+from carvana import rle, schema
 from carvana.atomic import write_text
 from carvana.data.images import image_size, read_image, read_mask
 from carvana.layout import (
@@ -50,7 +50,7 @@ class ValidationSpec:
     image_size: tuple[int, int] | None = None
     train_images: int | None = None  # exact counts, for the real competition
     test_images: int | None = None
-    decode_test: bool = False
+    decode_test: bool = schema.default("validate_data.decode_test")
     workers: int = 1
     max_problems: int = 100
 

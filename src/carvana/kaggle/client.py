@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from carvana.competition import COMPETITION
+from carvana import schema
 
 TOKEN_PAGE = "https://www.kaggle.com/settings"
 CLI_TIMEOUT_S = 6 * 3600  # the HQ test archive alone is tens of GB
@@ -119,7 +119,7 @@ def mask(text: str, secrets: Sequence[str]) -> str:
 class KaggleCLI:
     """Runs ``python -m kaggle`` with checked credentials and explains its failures."""
 
-    competition: str = COMPETITION
+    competition: str = schema.default("kaggle.competition")
     environ: Mapping[str, str] | None = None
 
     def _environ(self) -> dict[str, str]:

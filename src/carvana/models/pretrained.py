@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from carvana import schema
 from carvana.models.spec import SMP_ARCH, ModelSpec, arch_info
 
 TORCHVISION_URL = "https://download.pytorch.org/models"
@@ -48,8 +49,8 @@ class WeightSource:
     """Where files come from: None takes the library's own address (for the hub, ``HF_ENDPOINT``
     when set)."""
 
-    base_url: str | None = None
-    hf_endpoint: str | None = None
+    base_url: str | None = schema.default("pretrained_weights.base_url")
+    hf_endpoint: str | None = schema.default("pretrained_weights.hf_endpoint")
 
     @property
     def torchvision_url(self) -> str:

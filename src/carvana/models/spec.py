@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from carvana import schema
 from carvana.models.geometry import nearest_multiples, unet_border, unet_nearest_sizes, unet_output_size
 
 
@@ -76,10 +77,14 @@ def architectures() -> list[str]:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
+    """``name``, ``lr`` and ``momentum`` have no defaults: the schema's null for each stands for
+    one that depends on the architecture or the optimizer, which :meth:`ModelSpec.from_entry`
+    resolves."""
+
     name: str
     lr: float
-    momentum: float = 0.0
-    weight_decay: float = 0.0
+    momentum: float
+    weight_decay: float = schema.default("models.*.optimizer.weight_decay")
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZER_LR:
@@ -96,8 +101,8 @@ class OptimizerSpec:
 class LossSpec:
     """Weights of binary cross-entropy and soft Dice in the training loss."""
 
-    bce: float = 1.0
-    dice: float = 1.0
+    bce: float = schema.default("models.*.loss.bce")
+    dice: float = schema.default("models.*.loss.dice")
 
     def __post_init__(self) -> None:
         if self.bce < 0 or self.dice < 0 or self.bce + self.dice == 0:
@@ -112,19 +117,19 @@ class AugmentSpec:
     contrast relative; hue, saturation and value in OpenCV's 8-bit HSV units.
     """
 
-    hflip_p: float = 0.5
-    affine_p: float = 0.5
-    shift: float = 0.0625
-    scale: float = 0.1
-    rotate: float = 5.0
-    color_p: float = 0.5
-    brightness: float = 0.2
-    contrast: float = 0.2
-    hue: int = 10
-    saturation: int = 20
-    value: int = 10
-    channel_shuffle_p: float = 0.0
-    gray_p: float = 0.0
+    hflip_p: float = schema.default("models.*.augment.hflip_p")
+    affine_p: float = schema.default("models.*.augment.affine_p")
+    shift: float = schema.default("models.*.augment.shift")
+    scale: float = schema.default("models.*.augment.scale")
+    rotate: float = schema.default("models.*.augment.rotate")
+    color_p: float = schema.default("models.*.augment.color_p")
+    brightness: float = schema.default("models.*.augment.brightness")
+    contrast: float = schema.default("models.*.augment.contrast")
+    hue: int = schema.default("models.*.augment.hue")
+    saturation: int = schema.default("models.*.augment.saturation")
+    value: int = schema.default("models.*.augment.value")
+    channel_shuffle_p: float = schema.default("models.*.augment.channel_shuffle_p")
+    gray_p: float = schema.default("models.*.augment.gray_p")
 
     def __post_init__(self) -> None:
         for key in ("hflip_p", "affine_p", "color_p", "channel_shuffle_p", "gray_p"):
@@ -159,24 +164,24 @@ class ModelSpec:
     arch: str
     input_size: tuple[int, int]
     optimizer: OptimizerSpec
-    tile_size: tuple[int, int] | None = None
-    encoder: str | None = None
-    width: float = 1.0
-    dropout: float = 0.0
-    pretrained: bool = False
-    epochs: int = 10
-    validate_every: int = 1
-    steps_per_epoch: int | None = None
-    batch_size: int = 8
-    scheduler: str = "cosine"
+    dropout: float  # the schema's null depends on arch and width: from_entry resolves it
+    tile_size: tuple[int, int] | None = schema.default("models.*.tile_size")
+    encoder: str | None = schema.default("models.*.encoder")
+    width: float = schema.default("models.*.width")
+    pretrained: bool = schema.default("models.*.pretrained")
+    epochs: int = schema.default("models.*.epochs")
+    validate_every: int = schema.default("models.*.validate_every")
+    steps_per_epoch: int | None = schema.default("models.*.steps_per_epoch")
+    batch_size: int = schema.default("models.*.batch_size")
+    scheduler: str = schema.default("models.*.scheduler")
     loss: LossSpec = field(default_factory=LossSpec)
     augment: AugmentSpec = field(default_factory=AugmentSpec)
-    precision: str = "auto"
-    gpu: int = 1
-    threads: int = 1
-    workers: int = 0
-    compile: bool = False
-    seed: int = 2017
+    precision: str = schema.default("models.*.precision")
+    gpu: int = schema.default("models.*.gpu")
+    threads: int = schema.default("models.*.threads")
+    workers: int = schema.default("models.*.workers")
+    compile: bool = schema.default("models.*.compile")
+    seed: int = schema.default("models.*.seed")
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -294,7 +299,7 @@ class ModelSpec:
             raise ValueError(f"model {name!r}: {error}") from None
         tile_size = entry.pop("tile_size", None)
         if entry.get("dropout") is None:  # the paper's network at its width; none when thinned
-            full_width = entry.get("width", 1.0) == 1
+            full_width = entry.get("width", schema.default("models.*.width")) == 1
             entry["dropout"] = PAPER_DROPOUT if entry["arch"] == "unet" and full_width else 0.0
         return cls(
             name=name,

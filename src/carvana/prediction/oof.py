@@ -26,6 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
+from carvana import schema
 from carvana.atomic import atomic_path
 from carvana.data.images import read_mask
 from carvana.folds import fold_images
@@ -70,7 +71,11 @@ def oof_name(img: str) -> str:
 
 
 def write_oof(
-    paths: OofPaths, tta: TTASpec, batch_size: int = 8, gpu: int = 1, workers: int = 0
+    paths: OofPaths,
+    tta: TTASpec,
+    batch_size: int = schema.default("predict.batch_size"),
+    gpu: int = schema.default("predict.gpu"),
+    workers: int = schema.default("predict.workers"),
 ) -> pd.DataFrame:
     """Load the job's network as prediction does and write its OOF maps and Dice; return the
     Dice table (img, car_id, dice, dice_plain). ``workers``: loader processes, as prediction's."""

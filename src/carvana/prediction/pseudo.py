@@ -32,6 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 from PIL import Image
 
+from carvana import schema
 from carvana.atomic import atomic_path, write_text
 from carvana.layout import DatasetPaths
 from carvana.prediction.ensemble import read_member
@@ -47,10 +48,10 @@ class PseudoSpec:
     threshold within which a pixel counts as uncertain."""
 
     tta: TTASpec
-    batch_size: int = 8
-    gpu: int = 1
-    workers: int = 0
-    band: float = 0.2
+    batch_size: int = schema.default("predict.batch_size")
+    gpu: int = schema.default("predict.gpu")
+    workers: int = schema.default("predict.workers")
+    band: float = schema.default("pseudo.band")
 
     def __post_init__(self) -> None:
         if not 0 < self.band < 1:

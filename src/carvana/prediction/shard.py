@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
-from carvana import rle
+from carvana import rle, schema
 from carvana.atomic import atomic_path
 from carvana.layout import RLE_HEADER, DatasetPaths
 from carvana.models.inference import mixed_precision_dtype
@@ -37,11 +37,11 @@ from carvana.prediction.weights import job_name
 class ShardSpec:
     index: int
     count: int
-    batch_size: int = 8
+    batch_size: int = schema.default("predict.batch_size")
     tta: TTASpec = field(default_factory=TTASpec)
-    gpu: int = 1
-    compile: bool = False  # torch.compile each network
-    workers: int = 0  # DataLoader worker processes that load the batches; 0: a thread
+    gpu: int = schema.default("predict.gpu")
+    compile: bool = schema.default("predict.compile")  # torch.compile each network
+    workers: int = schema.default("predict.workers")  # DataLoader processes for the batches; 0: a thread
 
     def __post_init__(self) -> None:
         if self.count < 1:

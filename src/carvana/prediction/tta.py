@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from carvana import schema
+
 # view -> axes flipped, for (H, W, C) images and for the last two axes of (N, C, H, W) tensors
 FLIPS = {"identity": (), "hflip": ("width",), "vflip": ("height",), "hvflip": ("height", "width")}
 
@@ -23,9 +25,9 @@ class TTASpec:
     """Which views to average over: the image itself, plus horizontal and/or vertical flips, each
     at every scale of the model's input size (``ModelSpec.at_scale``; 1 is the trained size)."""
 
-    hflip: bool = True
-    vflip: bool = False
-    scales: tuple[float, ...] = (1.0,)
+    hflip: bool = schema.default("predict.tta.hflip")
+    vflip: bool = schema.default("predict.tta.vflip")
+    scales: tuple[float, ...] = tuple(schema.default("predict.tta.scales"))
 
     def __post_init__(self) -> None:
         if not self.scales or any(not scale > 0 for scale in self.scales):

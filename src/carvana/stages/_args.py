@@ -3,19 +3,18 @@ config schema, and the config file read by the stages that take one.
 
 A flag that mirrors a config key has no default of its own: ``schema_default(key)`` stands in for
 it and ``resolve_schema_defaults`` puts the schema's value in its place once the flags are
-parsed, so the schema (workflow/schemas/config.schema.yaml) is the one source of every default and
-a stage run by hand does what the workflow's default config does.
+parsed (``carvana.schema``), so the schema is the one source of every default and a stage run by
+hand does what the workflow's default config does.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow/schemas/config.schema.yaml"
+from carvana import schema
 
 
 @dataclass(frozen=True)
@@ -38,33 +37,8 @@ def resolve_schema_defaults(args: argparse.Namespace) -> None:
     """Put the schema's value in place of every flag left at ``schema_default``."""
     for name, value in vars(args).items():
         if isinstance(value, SchemaDefault):
-            values = [_schema_value(key) for key in value.keys]
+            values = [schema.default(key) for key in value.keys]
             setattr(args, name, values[0] if len(values) == 1 else values)
-
-
-def _schema_value(key: str) -> Any:
-    node = _schema()
-    for part in key.split("."):
-        properties = node.get("properties", {})
-        if part not in properties:
-            raise KeyError(f"the config schema has no key {key!r}")
-        node = properties[part]
-    if "default" not in node:
-        raise KeyError(f"the config schema gives {key!r} no default")
-    return node["default"]
-
-
-@cache
-def _schema() -> dict[str, Any]:
-    import yaml
-
-    if not SCHEMA_PATH.is_file():
-        raise FileNotFoundError(
-            f"the config schema {SCHEMA_PATH} is missing (it holds the flags' defaults): run from "
-            "a checkout of the pipeline, or give every flag"
-        )
-    schema: dict[str, Any] = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return schema
 
 
 def positive_int(text: str) -> int:

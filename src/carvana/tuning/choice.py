@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from carvana import schema
 from carvana.prediction.weights import job_name, model_weights
 from carvana.tuning.blend import choose_blend, simplex_grid
 from carvana.tuning.flags import FlagRule, flag_jobs
@@ -86,7 +87,7 @@ def choose(
     weights: Mapping[str, float] | None = None,
     *,
     auto: bool = False,
-    weight_step: float = 0.1,
+    weight_step: float = schema.default("ensemble.weight_step"),
     flag: FlagRule | None = None,
     threads: int = 1,
 ) -> Tuning:

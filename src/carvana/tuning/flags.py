@@ -14,6 +14,8 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from carvana import schema
+
 Job = tuple[str, int]  # (model, fold)
 
 
@@ -22,8 +24,8 @@ class FlagRule:
     """A job is flagged when its OOF Dice at threshold 0.5 is below ``min_dice``, or below the
     median of the same model's other folds by more than ``max_gap``."""
 
-    min_dice: float = 0.5
-    max_gap: float = 0.1
+    min_dice: float = schema.default("tune.flag.min_dice")
+    max_gap: float = schema.default("tune.flag.max_gap")
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_dice <= 1:

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from carvana import schema
+
 
 @dataclass(frozen=True)
 class ThresholdGrid:
     """Thresholds start, start + step, ..., stop (inclusive), each in (0, 1)."""
 
-    start: float = 0.30
-    stop: float = 0.70
-    step: float = 0.01
+    start: float = schema.default("tune.thresholds.start")
+    stop: float = schema.default("tune.thresholds.stop")
+    step: float = schema.default("tune.thresholds.step")
 
     def __post_init__(self) -> None:
         if not (0 < self.start <= self.stop < 1):

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from carvana import schema
 from carvana.tuning.choice import choose
 from carvana.tuning.flags import FlagRule
 from carvana.tuning.oof_set import TunePaths
@@ -38,7 +39,7 @@ def tune(
     weights: Mapping[str, float] | None = None,
     *,
     auto: bool = False,
-    weight_step: float = 0.1,
+    weight_step: float = schema.default("ensemble.weight_step"),
     flag: FlagRule | None = None,
     threads: int = 1,
 ) -> dict[str, Any]:
