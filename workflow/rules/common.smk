@@ -33,22 +33,18 @@ MODELS = {
 }
 
 
-def gpu_budget():
-    """GPUs the run may use at once (--resources gpu, set by the workflow profile to this
-    machine's count), or None where nothing caps them (a cluster)."""
-    resource = workflow.global_resources.get("gpu")
-    value = getattr(resource, "value", resource)
-    return value if isinstance(value, int) else None
-
-
 # Said while the workflow is read, so that a dry run says it too: Snakemake silently cuts a job's
-# gpu to --resources gpu, and with none at all the network jobs run on the CPU.
+# gpu to --resources gpu (set by the workflow profile to this machine's count; none on a cluster),
+# and with none at all the network jobs run on the CPU.
 GPUS_ASKED = {f"models.{name}.gpu": spec.gpu for name, spec in MODELS.items()}
-PREDICT_GPUS = config["predict"][
-    "gpu"
-]  # GPUs of each job that runs networks over images
+PREDICT_GPUS = config["predict"]["gpu"]  # each job that runs networks over images
 GPUS_ASKED["predict.gpu"] = PREDICT_GPUS
-for note in budget_notes(gpu_budget(), GPUS_ASKED):
+GPU_BUDGET = getattr(
+    workflow.global_resources.get("gpu"), "value", workflow.global_resources.get("gpu")
+)
+for note in budget_notes(
+    GPU_BUDGET if isinstance(GPU_BUDGET, int) else None, GPUS_ASKED
+):
     print(note, file=sys.stderr)
 
 ENV = "../../envs/carvana.yaml"
@@ -97,11 +93,6 @@ def round_dir(number):
     return "results" if int(number) == 0 else f"results/pseudo/round{int(number)}"
 
 
-def round_of(results):
-    """The round whose folder is ``results`` (the wildcard)."""
-    return 0 if results == "results" else int(results.rsplit("round", 1)[1])
-
-
 def in_round(pattern, number):
     """``pattern``'s {results} filled in with round ``number``'s folder."""
     return expand(pattern, results=round_dir(number), allow_missing=True)[0]
@@ -141,11 +132,6 @@ def final_outputs():
     return outputs + ([ROUNDS_TABLE] if ROUNDS else [])
 
 
-def last_round(pattern):
-    """``pattern`` in the last round's folder: the submission that submit uploads."""
-    return in_round(pattern, ROUNDS)
-
-
 def dataset_files():
     """The data step's outputs: the competition layout under data_dir."""
     return {
@@ -161,6 +147,19 @@ def dataset_files():
 def dataset_inputs():
     """The same paths as inputs of later rules (directory() is for outputs only)."""
     return {key: str(value) for key, value in dataset_files().items()}
+
+
+def folder_of(name, up=0, io="input"):
+    """A params function: the folder of the job's file ``name`` (its first, for a list) in its
+    input (or ``io="output"``), ``up`` levels above. Taken from the job's own paths, not spelled
+    again, so that a storage plugin that moves them (no shared filesystem) moves the folder too.
+    """
+
+    def folder(wildcards, input, output):
+        files = (input if io == "input" else output)[name]
+        return str(Path(files if isinstance(files, str) else files[0]).parents[up])
+
+    return folder
 
 
 def stage_code(stage):

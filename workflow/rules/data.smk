@@ -76,7 +76,7 @@ if config["dataset"] == "synthetic":
         threads: 2
         params:
             code=stage_code("synthesize"),
-            data_dir=DATA_DIR,
+            data_dir=folder_of("train_masks_csv", io="output"),
             args=synthesize_args(),
         shell:
             "carvana logged --log {log} -- carvana synthesize --data-dir {params.data_dir} --truth-path {output.truth} "
@@ -95,7 +95,7 @@ elif config["dataset"] == "local":
             ENV
         params:
             code=stage_code("import-files"),
-            data_dir=DATA_DIR,
+            data_dir=folder_of("train_masks_csv", io="output"),
             args=import_local_args(),
         shell:
             "carvana logged --log {log} -- carvana import-files --data-dir {params.data_dir} {params.args}"
@@ -115,7 +115,7 @@ elif config["dataset"] == "kaggle":
         conda:
             ENV
         params:
-            archive_dir=ARCHIVE_DIR,
+            archive_dir=folder_of("archive", io="output"),
             competition=config["kaggle"]["competition"],
         shell:
             "carvana logged --log {log} -- carvana download --competition {params.competition} --file {wildcards.archive} "
@@ -134,8 +134,8 @@ elif config["dataset"] == "kaggle":
             ENV
         params:
             code=stage_code("import-files"),
-            data_dir=DATA_DIR,
-            archive_dir=ARCHIVE_DIR,
+            data_dir=folder_of("train_masks_csv", io="output"),
+            archive_dir=folder_of("archives"),
             args=import_kaggle_args(),
         shell:
             "carvana logged --log {log} -- carvana import-files --source-dir {params.archive_dir} --data-dir {params.data_dir}"
@@ -156,7 +156,7 @@ rule validate_data:
     threads: 2
     params:
         code=stage_code("validate-data"),
-        data_dir=DATA_DIR,
+        data_dir=folder_of("train_masks_csv"),
         args=validate_data_args(),
     shell:
         "carvana logged --log {log} -- carvana validate-data --data-dir {params.data_dir} --report-path {output.report} "

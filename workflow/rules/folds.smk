@@ -21,7 +21,7 @@ rule make_folds:
         ENV
     params:
         code=stage_code("make-folds"),
-        data_dir=DATA_DIR,
+        data_dir=folder_of("train_masks_csv"),
         args=make_folds_args(),
     shell:
         "carvana logged --log {log} -- carvana make-folds --data-dir {params.data_dir} --folds-path {output.folds} "

@@ -26,8 +26,8 @@ rule oof:
     params:
         code=model_stage_code("oof"),
         gpus=PREDICT_GPUS,
-        data_dir=DATA_DIR,
-        run_dir=RUN_DIR,
+        data_dir=folder_of("train_masks_csv"),
+        run_dir=folder_of("weights"),
         tta=tta_args(),
         batch_size=config["predict"]["batch_size"],
         workers=config["predict"]["workers"],

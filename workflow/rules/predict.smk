@@ -33,7 +33,7 @@ rule predict:
     params:
         code=stage_code("predict"),
         gpus=PREDICT_GPUS,
-        data_dir=DATA_DIR,
+        data_dir=folder_of("sample_submission"),
         shard=shard_args,
         args=predict_args(),
     shell:

@@ -56,7 +56,7 @@ rule pseudo_labels:
     params:
         code=stage_code("pseudo-labels"),
         gpus=PREDICT_GPUS,
-        data_dir=DATA_DIR,
+        data_dir=folder_of("sample_submission"),
         shard=shard_args,
         args=pseudo_label_args(),
     shell:
@@ -79,7 +79,7 @@ rule pseudo_labels_table:
         ENV
     params:
         code=stage_code("pseudo-labels-table"),
-        data_dir=DATA_DIR,
+        data_dir=folder_of("sample_submission"),
     shell:
         "carvana logged --log {log} -- carvana pseudo-labels-table --shard-dir {input.shards} --data-dir {params.data_dir} "
         "--out-path {output.table}"
@@ -102,6 +102,8 @@ rule pseudo_rounds:
         ENV
     params:
         code=stage_code("pseudo-rounds"),
-        rounds=" ".join(round_dir(r) for r in range(ROUNDS + 1)),
+        rounds=lambda wildcards, input: " ".join(
+            str(Path(path).parents[1]) for path in input.thresholds
+        ),
     shell:
         "carvana logged --log {log} -- carvana pseudo-rounds --round-dir {params.rounds} --out-path {output.table}"

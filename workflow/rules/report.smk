@@ -57,10 +57,10 @@ rule report_figures:
         ENV
     params:
         code=stage_code("report-figures"),
-        data_dir=DATA_DIR,
-        models_dir=in_round(MODELS_DIR, 0),
-        tuning_dir=in_round(TUNING_DIR, 0),
-        out_dir=REPORT_DIR,
+        data_dir=folder_of("train_masks_csv"),
+        models_dir=folder_of("oof", up=2),
+        tuning_dir=folder_of("thresholds"),
+        out_dir=folder_of("curves", io="output"),
         config=config_json(),
         args=report_figures_args,
     shell:

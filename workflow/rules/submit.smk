@@ -1,6 +1,11 @@
 # The submission: shards gathered in sample_submission order, checked as Kaggle would, scored offline.
 
 
+def last_round(pattern):
+    """``pattern`` in the last round's folder: the submission that submit uploads."""
+    return in_round(pattern, ROUNDS)
+
+
 def submit_args():
     """The run's config files (named in the submission's message), its dataset, and how long to
     wait for Kaggle's score."""
@@ -28,7 +33,7 @@ rule submission:
         ENV
     params:
         code=stage_code("submission"),
-        data_dir=DATA_DIR,
+        data_dir=folder_of("sample_submission"),
     shell:
         "carvana logged --log {log} -- carvana submission --shard-path {input.shards} --data-dir {params.data_dir} "
         "--out-path {output.submission}"
@@ -49,7 +54,7 @@ rule validate_submission:
         ENV
     params:
         code=stage_code("validate-submission"),
-        data_dir=DATA_DIR,
+        data_dir=folder_of("sample_submission"),
     shell:
         "carvana logged --log {log} -- carvana validate-submission --submission-path {input.submission} --data-dir {params.data_dir} "
         "--report-path {output.report}"
@@ -73,7 +78,7 @@ if config["dataset"] == "synthetic":
             ENV
         params:
             code=stage_code("score"),
-            data_dir=DATA_DIR,
+            data_dir=folder_of("sample_submission"),
         shell:
             "carvana logged --log {log} -- carvana score --submission-path {input.submission} --truth-path {input.truth} "
             "--data-dir {params.data_dir} --score-path {output.score}"

@@ -3,6 +3,11 @@
 # pseudo labels too, from the round before's weights where pseudo.start says so.
 
 
+def round_of(results):
+    """The round whose folder is ``results`` (the wildcard)."""
+    return 0 if results == "results" else int(results.rsplit("round", 1)[1])
+
+
 def model_json(wildcards):
     """This model's settings only, as JSON: a change to one model reruns that model's jobs alone."""
     return MODELS[wildcards.model].to_json()
@@ -95,8 +100,8 @@ rule train:
     params:
         code=model_stage_code("train"),
         gpus=model_gpus,
-        data_dir=DATA_DIR,
-        run_dir=RUN_DIR,
+        data_dir=folder_of("train_masks_csv"),
+        run_dir=folder_of("weights", io="output"),
         spec=model_json,
         pseudo=round_train_args,
     shell:

@@ -53,9 +53,9 @@ rule tune_threshold:
     threads: config["tune"]["threads"]
     params:
         code=stage_code("tune-threshold"),
-        data_dir=DATA_DIR,
-        models_dir=MODELS_DIR,
-        out_dir=TUNING_DIR,
+        data_dir=folder_of("train_masks_csv"),
+        models_dir=folder_of("oof", up=2),
+        out_dir=folder_of("thresholds", io="output"),
         args=tune_args(),
     shell:
         "carvana logged --log {log} -- carvana tune-threshold --data-dir {params.data_dir} --folds-path {input.folds} "
