@@ -41,7 +41,7 @@ browser:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 slurm:
-	@command -v slurmd >/dev/null && command -v munged >/dev/null || { \
+	@PATH="$$PATH:/usr/sbin:/sbin"; command -v slurmd >/dev/null && command -v munged >/dev/null || { \
 	  echo "installing Debian's slurm-wlm and munge: a test runs the workflow on a one-node Slurm cluster"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; }

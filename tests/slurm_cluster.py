@@ -74,8 +74,14 @@ class Cluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
+def binary(name: str) -> str | None:
+    """Where Slurm's or munge's program ``name`` is: on PATH, or in /usr/sbin and /sbin, where
+    Debian puts the daemons and which a user's PATH often lacks."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
 def missing_binaries() -> list[str]:
-    return [name for name in (*DAEMONS, "sbatch", "srun", "squeue", "scancel") if shutil.which(name) is None]
+    return [name for name in (*DAEMONS, "sbatch", "srun", "squeue", "scancel") if binary(name) is None]
 
 
 def require_slurm() -> None:
@@ -152,7 +158,7 @@ def _write_tree(root: Path) -> None:
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)
     srun = root / "bin/srun"
-    srun.write_text(f'#!/bin/sh\nexport SLURM_CONF={root}/etc/slurm.conf\nexec {shutil.which("srun")} "$@"\n')
+    srun.write_text(f'#!/bin/sh\nexport SLURM_CONF={root}/etc/slurm.conf\nexec {binary("srun")} "$@"\n')
     srun.chmod(0o755)
 
 
@@ -213,7 +219,7 @@ def cluster(root: Path) -> Iterator[Cluster]:
     try:
         subprocess.run(
             [
-                "munged",
+                str(binary("munged")),
                 "--force",
                 f"--key-file={root}/munge/munge.key",
                 f"--socket={root}/run/munge.socket",
@@ -226,8 +232,8 @@ def cluster(root: Path) -> Iterator[Cluster]:
             timeout=START_TIMEOUT_S,
         )
         # -c: a clean start (no saved jobs); -i: ignore state it cannot read. Both fork and return.
-        subprocess.run(["slurmctld", "-c", "-i"], env=env, check=True, timeout=START_TIMEOUT_S)
-        subprocess.run(["slurmd", "-c"], env=env, check=True, timeout=START_TIMEOUT_S)
+        subprocess.run([str(binary("slurmctld")), "-c", "-i"], env=env, check=True, timeout=START_TIMEOUT_S)
+        subprocess.run([str(binary("slurmd")), "-c"], env=env, check=True, timeout=START_TIMEOUT_S)
         _wait_idle(handle)
         yield handle
     finally:
