@@ -39,9 +39,9 @@ MODELS = {
 GPUS_ASKED = {f"models.{name}.gpu": spec.gpu for name, spec in MODELS.items()}
 PREDICT_GPUS = config["predict"]["gpu"]  # each job that runs networks over images
 GPUS_ASKED["predict.gpu"] = PREDICT_GPUS
-GPU_BUDGET = getattr(
-    workflow.global_resources.get("gpu"), "value", workflow.global_resources.get("gpu")
-)
+# --resources gpu=N: an int, or a wrapper holding one in .value
+GPU_RESOURCE = workflow.global_resources.get("gpu")
+GPU_BUDGET = getattr(GPU_RESOURCE, "value", GPU_RESOURCE)
 for note in budget_notes(
     GPU_BUDGET if isinstance(GPU_BUDGET, int) else None, GPUS_ASKED
 ):
