@@ -1,16 +1,92 @@
-"""Shared fixtures: one tiny synthetic dataset in the competition's layout, made once per session."""
+"""Shared fixtures: one tiny synthetic dataset in the competition's layout, made once per session;
+and how the tests are shared between pytest-xdist's workers (``-n``)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
+import torch
 
 from carvana.data.synthetic import SyntheticSpec, generate
 from carvana.folds import FoldSpec, make_folds
 from carvana.layout import DatasetPaths
+
+# How pytest-xdist's workers share the tests (``-n``, set in pyproject.toml): a worker takes a whole
+# unit, so each module's fixtures, and the tiny finished run that these modules read, are made once.
+SHARED_RUN_MODULES = frozenset(
+    f"tests/workflow/{name}.py"
+    for name in ("test_workflow", "test_reruns", "test_bad_input", "test_crash_recovery", "test_report")
+)
+# The longest units first: the last worker free would otherwise start the full-resolution run
+# when the others are done.
+LONGEST_FIRST = (
+    "tests/workflow/test_competition_geometry.py",
+    "finished_run",
+    "tests/workflow/test_pseudo_rounds.py",
+    "tests/workflow/test_slurm.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, each worker gets its share of the cores, it and the processes it starts: two
+    workers of two threads each on two cores ran torch's tests 3 to 8 times slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
+
+
+def unit_of(nodeid: str) -> str:
+    """A test's unit of work: the finished tiny run's, or its module's."""
+    module = nodeid.split("::")[0]
+    return "finished_run" if module in SHARED_RUN_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Units as ``unit_of`` draws them, handed out in the order the tests were collected."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order below
+    return UnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest units first, then the slow tests, then the rest, each in the order collected; a
+    test that reads the finished run outside SHARED_RUN_MODULES is refused, as it would make the
+    run again on another worker."""
+    for item in items:
+        if "finished_run" in item.fixturenames and unit_of(item.nodeid) != "finished_run":
+            raise pytest.UsageError(f"{item.nodeid} reads finished_run: add its module to SHARED_RUN_MODULES")
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        unit = unit_of(item.nodeid)
+        if unit in LONGEST_FIRST:
+            return (0, LONGEST_FIRST.index(unit))
+        return (1 if item.get_closest_marker("slow") else 2, 0)
+
+    items.sort(key=rank)  # stable: the collection's order within each rank
+
+
+@pytest.fixture(autouse=True)
+def torch_threads() -> Iterator[None]:
+    """Each test starts with the process's thread count: a training job run in-process sets it
+    (to its spec's threads), and the tests after it, in whatever order a worker takes them, would
+    otherwise run on one thread."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
 
 # 3 train cars and 2 test cars of 16 views at 96x64 (WxH): 48 + 32 images, generated in about a second.
 TINY_SPEC = SyntheticSpec(train_cars=3, test_cars=2, image_size=(64, 96), seed=7)
