@@ -62,18 +62,20 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest units first, then the slow tests, then the rest, each in the order collected; a
-    test that reads the finished run outside SHARED_RUN_MODULES is refused, as it would make the
-    run again on another worker."""
+    """The longest units first, then those with a slow test, then the rest, each in the order
+    collected. A test that reads the finished run outside SHARED_RUN_MODULES is refused: it would
+    make the run again on another worker."""
     for item in items:
         if "finished_run" in item.fixturenames and unit_of(item.nodeid) != "finished_run":
             raise pytest.UsageError(f"{item.nodeid} reads finished_run: add its module to SHARED_RUN_MODULES")
 
-    def rank(item: pytest.Item) -> tuple[int, int]:
+    slow = {unit_of(item.nodeid) for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> tuple[int, int]:  # a unit's tests stay together, in one process too
         unit = unit_of(item.nodeid)
         if unit in LONGEST_FIRST:
             return (0, LONGEST_FIRST.index(unit))
-        return (1 if item.get_closest_marker("slow") else 2, 0)
+        return (1 if unit in slow else 2, 0)
 
     items.sort(key=rank)  # stable: the collection's order within each rank
 
