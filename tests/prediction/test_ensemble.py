@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -281,3 +282,87 @@ def test_pin_memory_pins_every_batch() -> None:
         assert batch.is_pinned()
         assert not prepared.inputs[key].is_pinned()
         assert torch.equal(batch, prepared.inputs[key])
+
+
+class RedAbove(nn.Module):
+    """A "network" that calls car every pixel whose red is well above the studio's grey: logits
+    4 * (red - 0.86) in ImageNet units, the centre of each tile when it is unpadded (``border``)."""
+
+    def __init__(self, border: int) -> None:
+        super().__init__()
+        self.border = border
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        red = inputs[:, :1]
+        if self.border:
+            red = red[:, :, self.border : -self.border, self.border : -self.border]
+        return 4 * (red - 0.86)
+
+
+COMPETITION_MEMBERS = {  # competition.yaml's sizes: what the full-resolution run trains and predicts at
+    "unet": {"arch": "unet", "input_size": [1280, 1918], "tile_size": [572, 572]},
+    "unet1024": {"arch": "unet1024", "input_size": [1024, 1024]},
+    "unet11": {"arch": "unet11", "input_size": [1280, 1920]},
+}
+
+
+def full_size_car() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """A 1280x1918 grey studio with a red "car": a body and, left of its centre, a cabin on top,
+    so that a flip, a transpose or a shift of the map moves hundreds of thousands of pixels."""
+    car = np.zeros((1280, 1918), dtype=bool)
+    car[560:940, 260:1600] = True  # body
+    car[330:560, 520:1100] = True  # cabin
+    image = np.full((1280, 1918, 3), 128, dtype=np.uint8)
+    image[car] = (220, 40, 40)
+    return image, car
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["unet"], ["unet1024"], ["unet11"], ["unet", "unet1024", "unet11"]],
+    ids=["unet", "unet1024", "unet11", "all three"],
+)
+def test_each_member_at_the_competitions_sizes_maps_the_car_back_where_it_is(names: list[str]) -> None:
+    # Training can't show this on a CPU: a few steps at these sizes teach unet1024 and unet11 too
+    # little to be weighed (tests/workflow/test_competition_geometry.py). With per-pixel "networks",
+    # every map, through tiles, resizes to 1024x1024 and 1280x1920 and back, and the flip view,
+    # must put the car where it is in the 1280x1918 image.
+    image, car = full_size_car()
+    members = []
+    for name in names:
+        spec = ModelSpec.from_entry(name, COMPETITION_MEMBERS[name])
+        members.append(Member(spec, 0, RedAbove(spec.border)))
+    assert members[0].spec.border == (92 if names[0] == "unet" else 0)  # 572 -> 388 per tile
+    ensemble = Ensemble(members, TTASpec(hflip=True), torch.device("cpu"), None)
+
+    (probability,) = ensemble.probabilities([image])
+    assert probability.shape == (1280, 1918)
+    called = probability > 0.5
+    if names == ["unet"]:  # 20 tiles of 572 stitched at the image's own size: nothing resized
+        red = (image[..., 0] - IMAGENET_MEAN[0]) / IMAGENET_STD[0]
+        assert np.allclose(probability, sigmoid(4 * (red - 0.86)), atol=1e-5)
+        assert np.array_equal(called, car)
+        return
+    # a resize and its inverse blur the edge by a pixel or two, and nothing else
+    edge = cv2.dilate(car.astype(np.uint8), np.ones((5, 5), np.uint8)) != cv2.erode(
+        car.astype(np.uint8), np.ones((5, 5), np.uint8)
+    )
+    wrong = called != car
+    assert not (wrong & ~edge).any(), np.argwhere(wrong & ~edge)[:5]
+    assert wrong.sum() < 0.5 * edge.sum(), (wrong.sum(), edge.sum())
+
+
+@pytest.mark.parametrize(("device", "expected"), [("cpu", 1), ("cuda", 3)])
+def test_opencv_takes_one_thread_beside_a_cpus_networks_and_the_jobs_threads_beside_a_gpu(
+    device: str, expected: int
+) -> None:
+    # a torch.device names a GPU without one being there: nothing runs on it here
+    before_cv2, before_torch = cv2.getNumThreads(), torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        cv2.setNumThreads(5)
+        ensemble_module.opencv_threads(torch.device(device))
+        assert cv2.getNumThreads() == expected
+    finally:
+        cv2.setNumThreads(before_cv2)
+        torch.set_num_threads(before_torch)
