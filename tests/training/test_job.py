@@ -251,7 +251,8 @@ def test_held_out_images_scored_every_second_epoch_two_steps_each_and_a_checkpoi
 ) -> None:
     """validate_every 2 of 4 epochs: the held-out Dice of epochs 2 and 4 alone, weights.pt from
     one of them, and last.ckpt written at the end of each of the 4 epochs (a kill loses one).
-    steps_per_epoch 2: two batches of the fold's training images per epoch, eight in all."""
+    steps_per_epoch 2: two batches of the fold's training images per epoch, eight in all, and two
+    of its held-out images at each scoring (their first 8 of 16)."""
     import lightning.pytorch.callbacks.model_checkpoint as model_checkpoint
 
     from carvana.training.task import SegmentationTask
@@ -272,8 +273,16 @@ def test_held_out_images_scored_every_second_epoch_two_steps_each_and_a_checkpoi
         steps.append(index)
         return step(self, batch, index)
 
+    scored: list[int] = []
+    validate = SegmentationTask.validation_step
+
+    def counting_scored(self: SegmentationTask, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> None:
+        scored.append(len(batch[0]))
+        validate(self, batch, index)
+
     monkeypatch.setattr(model_checkpoint.ModelCheckpoint, "_save_checkpoint", counting)
     monkeypatch.setattr(SegmentationTask, "training_step", counting_steps)
+    monkeypatch.setattr(SegmentationTask, "validation_step", counting_scored)
     entry = {**TINY_UNET1024, "epochs": 4, "validate_every": 2, "steps_per_epoch": 2}
     spec = ModelSpec.from_entry("tiny", entry)
     paths = TrainPaths(tiny_dataset.data_dir, folds_path, tmp_path / "fold0")
@@ -286,3 +295,5 @@ def test_held_out_images_scored_every_second_epoch_two_steps_each_and_a_checkpoi
     assert torch.load(paths.weights_path, weights_only=False)["epoch"] == summary["best_epoch"]
     assert saved.count("last.ckpt") == 4 and 1 <= saved.count("best.ckpt") <= 2
     assert steps == [0, 1] * 4  # the fold has more than 2 batches: len(images.train) // 4 > 2
+    assert scored == [4, 4] * 2  # two batches of 4 at epochs 2 and 4, of the 16 held out
+    assert (summary["held_out"], summary["scored"]) == (16, 8)

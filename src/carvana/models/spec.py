@@ -154,8 +154,9 @@ class ModelSpec:
     under other values of them is resumed (:meth:`recipe_json`).
     ``validate_every``: score the held-out images every this many epochs (it divides ``epochs``,
     so that the last epoch is scored); the best of the scored epochs becomes weights.pt.
-    ``steps_per_epoch``: at most this many batches per epoch (None: the whole training set), for a
-    quick run at full size that proves the sizes, not the learning.
+    ``steps_per_epoch``: at most this many batches per epoch (None: the whole training set), and
+    as many batches of held-out images scored (the OOF job scores them all), for a quick run at
+    full size that proves the sizes, not the learning.
     ``dropout``: unet only, the paper's dropout at the end of the contracting path; a config that
     leaves it out gets 0.5 at width 1 and none at a reduced width (:meth:`from_entry`).
     """

@@ -227,6 +227,7 @@ def train(
         max_epochs=spec.epochs,
         check_val_every_n_epoch=spec.validate_every,
         limit_train_batches=spec.steps_per_epoch or 1.0,
+        limit_val_batches=spec.steps_per_epoch or 1.0,  # a quick run scores a few; OOF scores all
         accelerator=device.accelerator,
         devices=device.devices,
         precision=device.precision,  # type: ignore[arg-type]
@@ -270,10 +271,14 @@ def train(
     with atomic_path(paths.metrics_path) as temporary:
         metrics.to_csv(temporary, index=False)
     best_dice = float(metrics.loc[metrics["epoch"] == best_epoch, "val_dice"].iloc[0])
-    summary = {"best_epoch": best_epoch, "val_dice": best_dice, "held_out": len(images.held_out)}
+    held_out = scored = len(images.held_out)
+    if spec.steps_per_epoch is not None:  # Lightning's limit_val_batches above
+        scored = min(held_out, spec.steps_per_epoch * spec.batch_size)
+    summary = {"best_epoch": best_epoch, "val_dice": best_dice, "held_out": held_out, "scored": scored}
+    of = "" if scored == held_out else f" (its first {scored} of {held_out})"
     print(
         f"{spec.name} fold {fold}: best epoch {best_epoch} of {spec.epochs}, held-out Dice "
-        f"{best_dice:.5f} at the input size",
+        f"{best_dice:.5f} at the input size{of}",
         flush=True,
     )
     return summary
