@@ -23,12 +23,14 @@ SHARED_RUN_MODULES = frozenset(
     for name in ("test_workflow", "test_reruns", "test_bad_input", "test_crash_recovery", "test_report")
 )
 # The longest units first: the last worker free would otherwise start the full-resolution run
-# when the others are done.
+# when the others are done. The Slurm run comes second, beside the full-resolution run: it spends
+# most of its time waiting for the cluster's status checks, which leaves the full-resolution run's
+# two jobs the cores that the finished tiny run (two jobs at a time) would take.
 LONGEST_FIRST = (
     "tests/workflow/test_competition_geometry.py",
+    "tests/workflow/test_slurm.py",
     "finished_run",
     "tests/workflow/test_pseudo_rounds.py",
-    "tests/workflow/test_slurm.py",
 )
 
 
