@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -159,3 +161,19 @@ def test_train_names_the_configured_models_when_asked_for_another(
     argv += ["--data-dir", str(tmp_path), "--folds-path", str(tmp_path / "folds.csv")]
     assert main(argv) == 2
     assert "no model 'b' in" in capsys.readouterr().err
+
+
+def test_the_stages_that_read_only_tables_and_masks_load_no_torch() -> None:
+    # torch's import is about 1.7 s of CPU, paid again by every job of these stages in every run;
+    # a fresh interpreter, since this one has torch loaded by other tests
+    stages = ("submission", "score", "validate_submission", "make_folds", "validate_data", "synthesize")
+    code = (
+        "import importlib, sys\n"
+        f"for stage in {stages!r}:\n"
+        "    importlib.import_module('carvana.stages.' + stage)\n"
+        "import carvana.submission, carvana.folds, carvana.data.validate, carvana.data.synthetic\n"
+        "print(sorted(name for name in ('torch', 'lightning', 'torchvision') if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

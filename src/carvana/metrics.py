@@ -5,9 +5,13 @@ Two empty masks score 1 (the prediction is exactly right), as Kaggle's evaluatio
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import numpy.typing as npt
-import torch
+
+if TYPE_CHECKING:  # imported where it is used: the stages that score masks never load torch
+    import torch
 
 
 def dice(prediction: npt.NDArray[np.generic], truth: npt.NDArray[np.generic]) -> float:
@@ -23,6 +27,7 @@ def dice(prediction: npt.NDArray[np.generic], truth: npt.NDArray[np.generic]) ->
 
 def dice_per_image(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Dice of each image of a batch: (N, ...) masks, nonzero as foreground -> (N,) float32."""
+    import torch
     predicted = prediction.reshape(prediction.shape[0], -1) != 0
     true = truth.reshape(truth.shape[0], -1) != 0
     intersection = (predicted & true).sum(dim=1).float()
