@@ -252,7 +252,7 @@ def test_held_out_images_scored_every_second_epoch_two_steps_each_and_a_checkpoi
     """validate_every 2 of 4 epochs: the held-out Dice of epochs 2 and 4 alone, weights.pt from
     one of them, and last.ckpt written at the end of each of the 4 epochs (a kill loses one).
     steps_per_epoch 2: two batches of the fold's training images per epoch, eight in all, and two
-    of its held-out images at each scoring (their first 8 of 16)."""
+    batches of its held-out images at each scoring (the first 8 of 16)."""
     import lightning.pytorch.callbacks.model_checkpoint as model_checkpoint
 
     from carvana.training.task import SegmentationTask

@@ -75,7 +75,7 @@ def cpu_sized_competition() -> dict[str, object]:
 def test_full_resolution_runs_from_data_to_a_checked_submission(tmp_path: Path) -> None:
     config = cpu_sized_competition()
     work = workflow_copy(tmp_path, config)
-    snakemake(work, "--cores", "2", timeout_s=1200)  # about 10 minutes on 2 cores
+    snakemake(work, "--cores", "2", timeout_s=1200)  # about 5 minutes on 2 cores
     results = work / "results"
 
     models = config["models"]
@@ -105,7 +105,7 @@ def test_full_resolution_runs_from_data_to_a_checked_submission(tmp_path: Path) 
     everything = float(np.mean(2 * coverage / (1 + coverage)))
     score = json.loads((results / "score.json").read_text())
     assert score["images"] == 16
-    assert score["mean_dice"] > everything + 0.05, (score, everything)  # measured: 0.451 against 0.362
+    assert score["mean_dice"] > everything + 0.05, (score, everything)  # measured: 0.440 against 0.362
 
     # memory: a prediction shard holds a few full-size batches, never the test set
     peak_mib = {
