@@ -28,6 +28,7 @@ def dice(prediction: npt.NDArray[np.generic], truth: npt.NDArray[np.generic]) ->
 def dice_per_image(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Dice of each image of a batch: (N, ...) masks, nonzero as foreground -> (N,) float32."""
     import torch
+
     predicted = prediction.reshape(prediction.shape[0], -1) != 0
     true = truth.reshape(truth.shape[0], -1) != 0
     intersection = (predicted & true).sum(dim=1).float()
