@@ -23,6 +23,8 @@ def test_fold_images_split_by_the_folds_table(tmp_path: Path) -> None:
     folds.write_text("img,car_id,fold\nb_01.jpg,b,1\na_01.jpg,a,0\na_02.jpg,a,0\n")
     split = fold_images(folds, 0)
     assert (split.train, split.held_out) == (["b_01.jpg"], ["a_01.jpg", "a_02.jpg"])
+    assert split.fold == 0  # the training job's fingerprint holds it
+    assert fold_images(folds, 1) == type(split)(1, ["a_01.jpg", "a_02.jpg"], ["b_01.jpg"])
     with pytest.raises(ValueError, match=r"fold 2 is not in .*; its folds are \[0, 1\]"):
         fold_images(folds, 2)
 
