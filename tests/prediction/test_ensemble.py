@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from carvana.models.build import build_model
@@ -299,10 +300,13 @@ class RedAbove(nn.Module):
         return 4 * (red - 0.86)
 
 
-COMPETITION_MEMBERS = {  # competition.yaml's sizes: what the full-resolution run trains and predicts at
-    "unet": {"arch": "unet", "input_size": [1280, 1918], "tile_size": [572, 572]},
-    "unet1024": {"arch": "unet1024", "input_size": [1024, 1024]},
-    "unet11": {"arch": "unet11", "input_size": [1280, 1920]},
+# competition.yaml's architectures and sizes, read from it: what the full-resolution run trains and
+# predicts at (unet on 572 tiles over 1280x1918, unet1024 at 1024x1024, unet11 at 1280x1920)
+COMPETITION_MEMBERS = {
+    name: {key: entry[key] for key in ("arch", "input_size", "tile_size") if key in entry}
+    for name, entry in yaml.safe_load((Path(__file__).resolve().parents[2] / "competition.yaml").read_text())[
+        "models"
+    ].items()
 }
 
 
