@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -177,3 +178,38 @@ def test_the_stages_that_read_only_tables_and_masks_load_no_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_command_leaves_with_the_stages_status_after_its_output_and_the_exit_handlers(
+    tmp_path: Path,
+) -> None:
+    """``command`` skips the interpreter's teardown: what a normal exit does first must still
+    happen, in its order (the stage's buffered output, then the exit handlers), with main's status."""
+    code = (
+        "import atexit, sys\n"
+        "from carvana.cli import command\n"
+        "atexit.register(print, 'an exit handler ran')\n"  # buffered, as the stage's own lines
+        "sys.argv[0] = 'carvana'\n"
+        "command()\n"
+    )
+
+    buffered = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+
+    def carvana(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120, env=buffered
+        )
+
+    made = carvana(*_synthesize_args(tmp_path / "data", tmp_path / "truth.csv"))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines() == [
+        f"synthesized 3 train and 1 test cars (48 + 16 images, 77x51 WxH) in {tmp_path / 'data'}",
+        "an exit handler ran",
+    ]
+    assert len(list((tmp_path / "data/train").iterdir())) == 48
+    missing = carvana("validate-data", "--data-dir", str(tmp_path / "nothing"), "--report-path", "r.json")
+    assert missing.returncode == 1  # a failed check
+    assert missing.stderr.startswith("carvana validate-data: 6 problem(s) in the dataset")
+    assert missing.stdout == "an exit handler ran\n"
+    bad = carvana(*_synthesize_args(tmp_path / "other", tmp_path / "t.csv")[:-1], "7")
+    assert bad.returncode == 2 and "image_scale" in bad.stderr  # a bad value

@@ -1,4 +1,4 @@
-from carvana.cli import main
+from carvana.cli import command
 
 if __name__ == "__main__":  # not in the tuning pool's workers, which import this module afresh
-    raise SystemExit(main())
+    command()

@@ -9,10 +9,13 @@ A bad value exits with status 2 and a one-line message; a failed check exits wit
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 # In pipeline order: data, folds, weights, training, tuning, prediction, submission, then the
 # pseudo-labelling rounds, the report and the tools every job runs through.
@@ -81,5 +84,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def command() -> NoReturn:
+    """The ``carvana`` command: ``main``, then an exit without the interpreter's teardown.
+
+    A stage that loaded torch and Lightning holds about 4,000 modules and half a million objects,
+    and a normal exit frees them one by one: 2.5 s of CPU after a training job's work is done,
+    0.4 s after one that loaded torch alone (a quarter of a tiny run's job time, measured on 2
+    cores). Every file a stage writes is closed, and renamed into place, before ``main`` returns;
+    what is left is what a normal exit does first: the exit handlers (logging, multiprocessing's
+    children) and the standard streams. Tests call ``main``, which returns."""
+    code = main()
+    atexit._run_exitfuncs()  # CPython's own first step of an exit; private, stable since 2.x
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    command()
