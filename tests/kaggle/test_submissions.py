@@ -123,6 +123,22 @@ def test_the_wait_ends_at_its_limit_and_survives_a_failed_listing() -> None:
     assert (error.status, error.polls, error.public_score) == ("error", 1, None)
 
 
+def test_a_listing_slower_than_the_wait_still_gets_a_look_at_the_deadline() -> None:
+    """A loaded machine (or a slow API) may take longer to list than the whole wait: the wait
+    still ends with a look that starts at or after its deadline, never with the first look alone."""
+
+    def slow_listing() -> str:
+        calls.append(fake.now)
+        fake.now += 2.5  # each listing takes 2.5 s of a 1.5 s wait
+        return _listing("PENDING")
+
+    calls: list[float] = []
+    fake = FakeClock()
+    score = wait_for_score(slow_listing, "9f8e7d6c", ScoreWait(1.5, 0.2), fake.sleep, fake.clock)
+    assert [t - 1000 for t in calls] == [0, 2.5] and fake.sleeps == [0.0]
+    assert score == Score("timeout", 5.0, 2, last_seen="pending")
+
+
 def test_a_wait_of_0_does_not_look_and_bad_waits_are_refused() -> None:
     def listing() -> str:
         raise AssertionError("listed although the wait is 0")

@@ -154,7 +154,8 @@ def wait_for_score(
 ) -> Score:
     """Look at Kaggle's list of submissions (``list_submissions`` returns the CLI's CSV) every
     ``wait.poll_s`` seconds until the row whose description holds ``tag`` is complete or in error,
-    for at most ``wait.wait_s`` seconds (the last look starts at the deadline). A listing that fails
+    for at most ``wait.wait_s`` seconds (the last look starts at the deadline, or after it where a
+    listing outlasted the wait: never a single look). A listing that fails
     is tried again at the next look: the upload went through, and the wait must not undo it."""
     if wait.wait_s == 0:
         return Score("not_waited", 0.0, 0)
@@ -163,6 +164,7 @@ def wait_for_score(
     last_seen, last_error = "not listed", None
     while True:
         polls += 1
+        looked_at_s = clock() - start
         try:
             row = find_submission(parse_submissions(list_submissions()), tag)
         except KaggleError as error:
@@ -182,9 +184,9 @@ def wait_for_score(
                     last_error=last_error,
                 )
         print(f"waiting for the score: {last_seen} after {waited_s:.0f} s", flush=True)
-        if waited_s >= wait.wait_s:
+        if looked_at_s >= wait.wait_s:  # a slow listing that ran past the deadline gets one more look
             return Score("timeout", waited_s, polls, last_seen=last_seen, last_error=last_error)
-        sleep(min(wait.poll_s, wait.wait_s - waited_s))
+        sleep(max(0.0, min(wait.poll_s, wait.wait_s - waited_s)))
 
 
 def score_message(score: Score, competition: str) -> str:
