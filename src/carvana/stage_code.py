@@ -17,13 +17,13 @@ A training job of one model leaves out every other architecture's module (``excl
 from __future__ import annotations
 
 import ast
-import copy
 import hashlib
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
 PACKAGE = "carvana"
+DOCSTRING_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 SOURCE_DIR = Path(__file__).resolve().parent  # the package folder: carvana/<...>.py
 
 
@@ -59,6 +59,20 @@ def _module_text(path: Path) -> str:
 def _module_text_of(path: Path, mtime_ns: int, size: int) -> str:
     """A module's code text, made once per version of the file: every stage shares most modules."""
     return _code_text(_parse(path, mtime_ns, size))
+
+
+def _module_imports(module: str, source_dir: Path) -> frozenset[str]:
+    """The ``carvana`` modules that ``module``'s file imports (see ``_imported_modules``)."""
+    path = module_path(module, source_dir)
+    assert path is not None  # only resolvable names are asked for
+    status = path.stat()
+    return _module_imports_of(module, source_dir, path, status.st_mtime_ns, status.st_size)
+
+
+@cache
+def _module_imports_of(module: str, source_dir: Path, path: Path, mtime_ns: int, size: int) -> frozenset[str]:
+    """Found once per version of the file: each stage's digest walks most modules' imports."""
+    return frozenset(_imported_modules(_parse(path, mtime_ns, size), module, source_dir))
 
 
 def _imported_modules(node: ast.AST, module: str, source_dir: Path) -> set[str]:
@@ -101,37 +115,36 @@ def module_closure(
         if module in seen:
             continue
         seen.add(module)
-        path = module_path(module, source_dir)
-        assert path is not None  # only resolvable names are queued
-        for name in _with_packages(_imported_modules(_tree(path), module, source_dir)):
+        for name in _with_packages(_module_imports(module, source_dir)):
             if name not in seen and name not in excluded:
                 todo.append(name)
     return seen
 
 
-def _without_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            body = node.body
-            first = body[0].value if body and isinstance(body[0], ast.Expr) else None
-            if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                node.body = body[1:] or [ast.Pass()]
-    return tree
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A module's, class's or function's body without its docstring (a ``pass`` if nothing is left)."""
+    first = body[0].value if body and isinstance(body[0], ast.Expr) else None
+    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        return body[1:] or [ast.Pass()]
+    return body
 
 
 def _code_text(node: ast.AST) -> str:
     """The node as Python syntax, without positions, comments or docstrings."""
-    return _stable_dump(_without_docstrings(copy.deepcopy(node)))
+    return _stable_dump(node)
 
 
 def _stable_dump(node: object) -> str:
     """Like ``ast.dump``, but the same text on every Python version: fields that are empty (new
     versions add some, e.g. 3.12's ``type_params=[]``, and 3.13's dump leaves them out) are left
-    out, so rebuilding the environment on a newer Python reruns nothing."""
+    out, so rebuilding the environment on a newer Python reruns nothing. Docstrings are left out
+    as the tree is read (the tree itself, shared by every stage's digest, is not changed)."""
     if isinstance(node, ast.AST):
         fields = []
         for name in node._fields:
             value = getattr(node, name, None)
+            if name == "body" and isinstance(node, DOCSTRING_OWNERS):
+                value = _without_docstring(node.body)
             if value is None or value == []:
                 continue
             fields.append(f"{name}={_stable_dump(value)}")
