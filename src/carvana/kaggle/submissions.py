@@ -154,8 +154,8 @@ def wait_for_score(
 ) -> Score:
     """Look at Kaggle's list of submissions (``list_submissions`` returns the CLI's CSV) every
     ``wait.poll_s`` seconds until the row whose description holds ``tag`` is complete or in error,
-    for at most ``wait.wait_s`` seconds (the last look starts at the deadline, or after it where a
-    listing outlasted the wait: never a single look). A listing that fails
+    for at most ``wait.wait_s`` seconds: the last look starts at the deadline, or after it where a
+    listing outlasted the wait, so a slow listing never leaves a single look. A listing that fails
     is tried again at the next look: the upload went through, and the wait must not undo it."""
     if wait.wait_s == 0:
         return Score("not_waited", 0.0, 0)
