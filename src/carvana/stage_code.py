@@ -129,16 +129,12 @@ def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
     return body
 
 
-def _code_text(node: ast.AST) -> str:
-    """The node as Python syntax, without positions, comments or docstrings."""
-    return _stable_dump(node)
-
-
-def _stable_dump(node: object) -> str:
-    """Like ``ast.dump``, but the same text on every Python version: fields that are empty (new
-    versions add some, e.g. 3.12's ``type_params=[]``, and 3.13's dump leaves them out) are left
-    out, so rebuilding the environment on a newer Python reruns nothing. Docstrings are left out
-    as the tree is read (the tree itself, shared by every stage's digest, is not changed)."""
+def _code_text(node: object) -> str:
+    """The node as Python syntax, without positions, comments or docstrings. Like ``ast.dump``,
+    but the same text on every Python version: fields that are empty (new versions add some, e.g.
+    3.12's ``type_params=[]``, and 3.13's dump leaves them out) are left out, so rebuilding the
+    environment on a newer Python reruns nothing. Docstrings are left out as the tree is read (the
+    tree itself, shared by every stage's digest, is not changed)."""
     if isinstance(node, ast.AST):
         fields = []
         for name in node._fields:
@@ -147,10 +143,10 @@ def _stable_dump(node: object) -> str:
                 value = _without_docstring(node.body)
             if value is None or value == []:
                 continue
-            fields.append(f"{name}={_stable_dump(value)}")
+            fields.append(f"{name}={_code_text(value)}")
         return f"{type(node).__name__}({', '.join(fields)})"
     if isinstance(node, list):
-        return f"[{', '.join(_stable_dump(item) for item in node)}]"
+        return f"[{', '.join(_code_text(item) for item in node)}]"
     return repr(node)
 
 
