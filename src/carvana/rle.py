@@ -18,7 +18,12 @@ def encode(mask: npt.NDArray[np.generic]) -> str:
 
     An empty mask gives the empty string.
     """
-    return " ".join(map(str, runs(mask).tolist()))
+    return text(runs(mask))
+
+
+def text(pairs: npt.NDArray[np.int64]) -> str:
+    """The RLE string of :func:`runs`' numbers: space-separated decimal integers."""
+    return " ".join(map(str, pairs.tolist()))
 
 
 def runs(mask: npt.NDArray[np.generic]) -> npt.NDArray[np.int64]:
