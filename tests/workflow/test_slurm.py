@@ -3,8 +3,9 @@
 The cluster (``tests/slurm_cluster.py``) runs for this module only. Every job is an ``sbatch``
 submission of snakemake-executor-plugin-slurm, as on a user's cluster; the profile is used as the
 README says, with an account and a partition set in it. The cluster keeps no accounting database,
-so the run asks ``squeue`` for job states (``--slurm-status-command squeue``), and checks them
-every second at first rather than after 40 s (``--slurm-init-seconds-before-status-checks 1``).
+so the run asks ``squeue`` for job states (``--slurm-status-command squeue``); Snakemake runs
+through ``slurm_poll.py``, which has the plugin check them every 2 s, as the tests' jobs take
+seconds rather than hours.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from slurm_cluster import Cluster, cluster, require_slurm
 pytestmark = pytest.mark.slow  # a Slurm cluster runs the tiny workflow
 
 SLURM_ARGS = ("--profile", "profiles/slurm", "--slurm-status-command", "squeue")
-QUICK = ("--slurm-init-seconds-before-status-checks", "1")
+SNAKEMAKE = (str(Path(__file__).with_name("slurm_poll.py")),)  # instead of -m snakemake
 HOLD_AT_WRITE = Path(__file__).with_name("hold_at_write")
 NETWORK_RULES = ("train", "oof", "predict")
 RUN_S = 900
@@ -54,7 +55,8 @@ def slurm_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmRun]:
     work = workflow_copy(root, {**TINY, "models": models, "predict": {"gpu": 1, "shards": 1}})
     _set_account_and_partition(work / "profiles/slurm/config.yaml")
     with cluster(root / "cluster") as slurm:
-        result = snakemake(work, *SLURM_ARGS, *QUICK, env=slurm.environ(environ(work)), timeout_s=RUN_S)
+        env = slurm.environ(environ(work))
+        result = snakemake(work, *SLURM_ARGS, env=env, timeout_s=RUN_S, program=SNAKEMAKE)
         yield SlurmRun(slurm, work, result.stdout + result.stderr)
 
 
@@ -149,9 +151,8 @@ def test_the_console_has_each_jobs_last_line_and_no_job_output(slurm_run: SlurmR
 
 
 def test_a_second_run_does_nothing(slurm_run: SlurmRun) -> None:
-    again = snakemake(
-        slurm_run.work, *SLURM_ARGS, *QUICK, env=slurm_run.cluster.environ(environ(slurm_run.work))
-    )
+    env = slurm_run.cluster.environ(environ(slurm_run.work))
+    again = snakemake(slurm_run.work, *SLURM_ARGS, env=env, program=SNAKEMAKE)
     assert "Nothing to be done" in again.stdout + again.stderr
     assert not re.search(r"submitted with SLURM jobid", again.stdout + again.stderr)
 
@@ -178,7 +179,7 @@ def test_a_cancelled_training_job_is_reported_and_its_retry_resumes(
     console = tmp_path / "console.log"
     with console.open("wb") as out:
         run = subprocess.Popen(
-            [sys.executable, "-m", "snakemake", *SLURM_ARGS, *QUICK, target],
+            [sys.executable, *SNAKEMAKE, *SLURM_ARGS, target],
             cwd=work,
             env=env,
             stdout=out,
