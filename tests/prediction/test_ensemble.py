@@ -95,6 +95,32 @@ def test_a_tiled_and_a_whole_image_member_at_one_input_size_each_get_their_own_i
         assert np.allclose(probability, expected, atol=1e-5)
 
 
+class NeverCalled(nn.Module):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("a member of weight 0 ran a forward pass")
+
+
+def test_members_blend_by_weight_and_a_member_of_weight_0_runs_no_forward_pass() -> None:
+    """Weights 3 and 1 (and 0): the map is (3 sigmoid(-green - 0.5) + sigmoid(red + 1)) / 4, and the
+    weight-0 member, whose network raises if called, takes no forward pass nor an input."""
+    tiled = Member(
+        ModelSpec.from_entry("u", {"arch": "unet", "input_size": [32, 64], "tile_size": [204, 252]}),
+        0,
+        CentreRedPlusOne(),
+    )
+    whole = Member(ModelSpec.from_entry("w", {"arch": "unet11", "input_size": [32, 64]}), 0, MinusGreen())
+    idle = Member(ModelSpec.from_entry("z", {"arch": "unet1024", "input_size": [64, 64]}), 0, NeverCalled())
+    weights = {"u": 1.0, "w": 3.0, "z": 0.0}
+    ensemble = Ensemble([idle, tiled, whole], TTASpec(hflip=True), torch.device("cpu"), None, weights)
+    image = np.random.default_rng(5).integers(0, 256, (32, 64, 3), dtype=np.uint8)
+
+    assert [member.spec.name for member, _, _ in ensemble.runs()] == ["u", "w"]
+    assert len(ensemble.prepare([image]).inputs) == 2  # none at the idle member's 64x64
+    (got,) = ensemble.probabilities([image])
+    red, green, _ = normalised(image)
+    assert np.allclose(got, (3 * sigmoid(-green - 0.5) + sigmoid(red + 1)) / 4, atol=1e-5)
+
+
 def test_an_ensemble_needs_a_member() -> None:
     with pytest.raises(ValueError, match=r"^an ensemble needs at least one trained model$"):
         Ensemble([], TTASpec(), torch.device("cpu"), None)
