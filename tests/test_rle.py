@@ -34,6 +34,15 @@ def test_hand_worked_mask_encodes_to_hand_worked_string() -> None:
     assert rle.encode(HAND_MASK) == HAND_RLE
 
 
+def test_runs_are_the_hand_worked_numbers_and_text_writes_them_as_encode_does() -> None:
+    pairs = rle.runs(HAND_MASK)
+    assert pairs.dtype == np.int64
+    assert pairs.tolist() == [2, 2, 8, 3]
+    assert rle.text(pairs) == HAND_RLE
+    assert rle.text(np.array([1, 12, 100_000_000, 2], dtype=np.int64)) == "1 12 100000000 2"
+    assert rle.text(np.array([], dtype=np.int64)) == ""
+
+
 def test_hand_worked_string_decodes_to_hand_worked_mask() -> None:
     decoded = rle.decode(HAND_RLE, (3, 4))
     assert decoded.dtype == np.uint8

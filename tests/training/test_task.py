@@ -33,3 +33,22 @@ def test_a_loss_that_is_not_finite_stops_training_one_step_later_and_before_vali
             task.on_validation_start()  # the last step of an epoch: before any checkpoint is written
         task.training_step(batch(0.0), 4)
         task.on_validation_start()  # finite: nothing to say
+
+
+@pytest.mark.parametrize(
+    ("precision", "advice"),
+    [
+        ("auto", r"\(it is 0\.1\) or set models\.tiny\.precision to 32-true$"),
+        ("bf16-mixed", r"\(it is 0\.1\) or set models\.tiny\.precision to 32-true$"),
+        ("32-true", r"\(it is 0\.1\)$"),  # already float32: lowering the rate is the advice
+    ],
+)
+def test_a_loss_that_is_not_finite_advises_float32_only_to_a_network_not_in_it(
+    precision: str, advice: str
+) -> None:
+    task = SegmentationTask(ModelSpec.from_entry("tiny", {**TINY, "precision": precision}).to_json())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        task.training_step(batch(float("nan")), 0)
+        with pytest.raises(JobError, match=advice):
+            task.on_validation_start()

@@ -279,10 +279,10 @@ def test_a_nan_loss_stops_training_before_weights_and_nothing_after_it_runs(
     before = _snapshot(work / "results")
 
     failed = _the_failed_job(work, "train", "the training loss is nan")
+    # the tests' networks train in float32: no precision to give up, so none is advised
     assert re.search(
         r"model 'unet1024': the training loss is nan at epoch 1, step \d+; no weights were written\. "
-        r"Lower models\.unet1024\.optimizer\.lr \(it is 1e\+30\) or set models\.unet1024\.precision "
-        r"to 32-true",
+        r"Lower models\.unet1024\.optimizer\.lr \(it is 1e\+30\)\n",
         failed.read_text(),
     )
     assert "Traceback" not in failed.read_text()

@@ -72,11 +72,12 @@ class SegmentationTask(L.LightningModule):
         loss, epoch, batch_index = self.unchecked.read()
         self.unchecked = None
         if not math.isfinite(loss):
+            name = self.spec.name
+            mixed = self.spec.precision != "32-true"  # a network in float32 has no precision to give up
             raise JobError(
-                f"model {self.spec.name!r}: the training loss is {loss} at epoch "
-                f"{epoch + 1}, step {batch_index + 1}; no weights were written. Lower "
-                f"models.{self.spec.name}.optimizer.lr (it is {self.spec.optimizer.lr}) or set "
-                f"models.{self.spec.name}.precision to 32-true"
+                f"model {name!r}: the training loss is {loss} at epoch {epoch + 1}, step "
+                f"{batch_index + 1}; no weights were written. Lower models.{name}.optimizer.lr (it is "
+                f"{self.spec.optimizer.lr})" + (f" or set models.{name}.precision to 32-true" if mixed else "")
             )
 
     def on_validation_start(self) -> None:
