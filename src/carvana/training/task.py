@@ -73,11 +73,12 @@ class SegmentationTask(L.LightningModule):
         self.unchecked = None
         if not math.isfinite(loss):
             name = self.spec.name
-            mixed = self.spec.precision != "32-true"  # a network in float32 has no precision to give up
+            # a network in float32 has no precision to give up
+            float32 = "" if self.spec.precision == "32-true" else f" or set models.{name}.precision to 32-true"
             raise JobError(
                 f"model {name!r}: the training loss is {loss} at epoch {epoch + 1}, step "
                 f"{batch_index + 1}; no weights were written. Lower models.{name}.optimizer.lr (it is "
-                f"{self.spec.optimizer.lr})" + (f" or set models.{name}.precision to 32-true" if mixed else "")
+                f"{self.spec.optimizer.lr}){float32}"
             )
 
     def on_validation_start(self) -> None:
