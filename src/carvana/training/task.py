@@ -73,8 +73,9 @@ class SegmentationTask(L.LightningModule):
         self.unchecked = None
         if not math.isfinite(loss):
             name = self.spec.name
-            # a network in float32 has no precision to give up
-            float32 = "" if self.spec.precision == "32-true" else f" or set models.{name}.precision to 32-true"
+            float32 = f" or set models.{name}.precision to 32-true"
+            if self.spec.precision == "32-true":  # a network in float32 has no precision to give up
+                float32 = ""
             raise JobError(
                 f"model {name!r}: the training loss is {loss} at epoch {epoch + 1}, step "
                 f"{batch_index + 1}; no weights were written. Lower models.{name}.optimizer.lr (it is "
